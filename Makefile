@@ -1,0 +1,50 @@
+# The README's commands. Everything runs from a virtualenv in .venv, created on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+EXTRAS ?= local,models,dev
+# torch==2.13.0 must be the CPU build: a plain PyPI torch is a multi-GB CUDA build.
+# /opt/wheels holds the CPU wheel on our machines; elsewhere pass
+# TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu".
+TORCH_PIP_ARGS ?= $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)-$(EXTRAS)
+
+.PHONY: install run test lint typecheck unit integration docs template clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0 $(TORCH_PIP_ARGS)
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]' $(TORCH_PIP_ARGS)
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Run Quarry locally on embedded defaults (SQLite, Milvus Lite, in-process models).
+run: install
+	$(BIN)/quarry serve
+
+## Lint, type-check, and run the whole test suite with coverage (what CI runs).
+test: install lint typecheck
+	$(BIN)/quarry config docs --check
+	$(BIN)/python -m pytest --cov --cov-report=term --cov-report=xml:coverage.xml
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/python -m pytest -m unit
+
+integration: install
+	$(BIN)/python -m pytest -m integration
+
+docs: install
+	$(BIN)/quarry config docs
+
+clean:
+	rm -rf $(VENV) .quarry .pytest_cache .mypy_cache .ruff_cache coverage.xml .coverage

@@ -1,0 +1,1 @@
+"""The auth domain: HTTP routes and the Lambda entry point."""

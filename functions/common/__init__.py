@@ -1,0 +1,1 @@
+"""The HTTP plumbing every domain app shares: app factory, errors, middleware, Lambda entry."""

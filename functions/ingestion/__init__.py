@@ -1,0 +1,1 @@
+"""The ingestion domain: HTTP routes and the Lambda entry point."""

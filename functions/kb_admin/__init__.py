@@ -1,0 +1,1 @@
+"""The kb_admin domain: HTTP routes and the Lambda entry point."""

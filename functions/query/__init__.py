@@ -1,0 +1,1 @@
+"""The query domain: HTTP routes and the Lambda entry point."""

@@ -1,0 +1,8 @@
+"""The query domain's FastAPI app (served by Lambda through Mangum)."""
+
+from __future__ import annotations
+
+from functions.common.app_factory import create_app
+from functions.query.routes import router
+
+app = create_app("query", [router])

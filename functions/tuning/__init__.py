@@ -1,0 +1,1 @@
+"""The tuning domain: HTTP routes and the Lambda entry point."""

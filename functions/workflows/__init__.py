@@ -1,0 +1,1 @@
+"""The workflows domain: HTTP routes and the Lambda entry point."""

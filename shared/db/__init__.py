@@ -1,0 +1,1 @@
+"""Relational storage: the schema, the async engine and migrations."""

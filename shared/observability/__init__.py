@@ -1,0 +1,1 @@
+"""Logging, metrics and timing: one facade each, the same calls locally and in Lambda."""

@@ -1,0 +1,1 @@
+"""Ports: the small interfaces domain code depends on; ``shared.adapters`` implements them."""

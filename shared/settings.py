@@ -1,0 +1,223 @@
+"""Quarry's one settings model.
+
+Every value comes from a ``QUARRY_*`` environment variable (nested groups use ``__``, e.g.
+``QUARRY_DB__POOL_SIZE``) or an optional ``.env`` file. The ``local`` profile needs no setup: every
+adapter is embedded and keeps its files under ``QUARRY_DATA_DIR``. The ``aws`` profile refuses to
+start with an embedded adapter or a default secret.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# A development-only signing secret. The aws profile refuses it; see ``_check_aws_profile``.
+DEFAULT_JWT_SECRET = "quarry-local-development-secret-change-me!"  # noqa: S105
+
+Profile = Literal["local", "aws"]
+
+
+def running_in_lambda() -> bool:
+    return "AWS_LAMBDA_FUNCTION_NAME" in os.environ
+
+
+class DatabaseSettings(BaseModel):
+    url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL. Default: SQLite file `quarry.db` in the data dir. "
+        "PostgreSQL: `postgresql+psycopg://user@host:5432/db`.",
+    )
+    pool_size: int = Field(default=20, ge=1, description="Connections kept open per process.")
+    max_overflow: int = Field(default=30, ge=0, description="Extra connections under burst.")
+    pool_recycle_s: int = Field(default=3600, ge=1, description="Reconnect after this age.")
+    pool_timeout_s: float = Field(default=30.0, gt=0, description="Wait for a free connection.")
+    pool_pre_ping: bool = Field(default=True, description="Test a connection before using it.")
+    lambda_pool_size: int = Field(
+        default=1, ge=1, description="Pool size inside Lambda (RDS Proxy does the pooling)."
+    )
+    lambda_max_overflow: int = Field(default=1, ge=0, description="Overflow inside Lambda.")
+    pool_warn_utilization: float = Field(
+        default=0.8, gt=0, le=1, description="Log a warning above this share of the pool in use."
+    )
+    echo: bool = Field(default=False, description="Log every SQL statement.")
+    auto_migrate: bool = Field(
+        default=True, description="`quarry serve` applies migrations at start."
+    )
+
+
+class CacheSettings(BaseModel):
+    redis_url: str | None = Field(
+        default=None, description="Redis URL for the L2 cache and rate limits; unset = L1 only."
+    )
+    l1_max_entries: int = Field(default=1000, ge=1, description="In-process LRU size.")
+    l1_ttl_s: int = Field(default=300, ge=1, description="In-process entry lifetime.")
+    l2_promote_after_hits: int = Field(
+        default=3, ge=1, description="Copy an entry to Redis after this many L1 hits."
+    )
+
+
+class VectorSettings(BaseModel):
+    milvus_uri: str | None = Field(
+        default=None,
+        description="Milvus URI. Default: Milvus Lite file `milvus.db` in the data dir; "
+        "`http(s)://host:19530` for a server or Zilliz.",
+    )
+    milvus_token: SecretStr | None = Field(default=None, description="Milvus / Zilliz token.")
+    collection_prefix: str = Field(default="quarry", description="Prefix of collection names.")
+
+
+class ModelSettings(BaseModel):
+    provider: Literal["local", "gpu_endpoint"] = Field(
+        default="local", description="`local`: in-process CPU models; `gpu_endpoint`: over HTTP."
+    )
+    gpu_endpoint_url: str | None = Field(default=None, description="Base URL of the GPU endpoint.")
+    embedding_model: str = Field(default="all-MiniLM-L6-v2", description="Default embedding model.")
+    torch_threads: int = Field(
+        default=0, ge=0, description="torch intra-op threads; 0 = one per core, set once."
+    )
+
+
+class IngestionSettings(BaseModel):
+    max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1, description="Largest upload.")
+    max_pdf_pages: int = Field(default=1000, ge=1, description="Most pages read from one PDF.")
+    max_image_pixels: int = Field(
+        default=60_000_000, ge=1, description="Largest image (decompression-bomb guard)."
+    )
+    chunk_size_tokens: int = Field(default=256, ge=16, description="Default chunk size.")
+    chunk_overlap_tokens: int = Field(default=32, ge=0, description="Default chunk overlap.")
+
+
+class AuthSettings(BaseModel):
+    jwt_secret: SecretStr = Field(
+        default=SecretStr(DEFAULT_JWT_SECRET), description="HS256 signing secret (>= 32 bytes)."
+    )
+    access_token_ttl_s: int = Field(default=900, ge=60, description="Access token lifetime.")
+    refresh_token_ttl_s: int = Field(
+        default=7 * 24 * 3600, ge=300, description="Refresh token lifetime."
+    )
+
+
+class ServerSettings(BaseModel):
+    host: str = Field(default="127.0.0.1", description="`quarry serve` bind address.")
+    port: int = Field(default=8080, ge=1, le=65535, description="`quarry serve` port.")
+    max_body_bytes: int = Field(
+        default=60 * 1024 * 1024, ge=1, description="Largest request body accepted."
+    )
+    cors_allow_origins: list[str] = Field(
+        default_factory=list, description="CORS allow-list; empty = CORS off."
+    )
+
+
+class ObservabilitySettings(BaseModel):
+    log_level: str = Field(default="INFO", description="Log level.")
+    slow_operation_ms: float = Field(
+        default=500.0, gt=0, description="Log a warning for operations slower than this."
+    )
+    health_timeout_s: float = Field(
+        default=2.0, gt=0, description="Per-dependency timeout of `/health/ready`."
+    )
+    metrics_window: int = Field(
+        default=2048, ge=16, description="Latency samples kept per route for p50/p95/p99."
+    )
+    metrics_namespace: str = Field(default="Quarry", description="EMF / CloudWatch namespace.")
+
+
+class AwsSettings(BaseModel):
+    region: str | None = Field(default=None, description="AWS region (default: boto3's).")
+    documents_bucket: str | None = Field(default=None, description="S3 bucket for documents.")
+    event_bus_name: str | None = Field(default=None, description="EventBridge bus for events.")
+    saga_state_machine_arn: str | None = Field(
+        default=None, description="Step Functions state machine running the ingestion saga."
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="QUARRY_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    profile: Profile = Field(default="local", description="`local` or `aws`.")
+    data_dir: Path = Field(
+        default=Path(".quarry"), description="Where local adapters keep their files."
+    )
+    saga_runner: Literal["local", "stepfunctions"] = Field(
+        default="local", description="Where sagas run."
+    )
+    event_bus: Literal["local", "eventbridge"] = Field(
+        default="local", description="Where domain events go."
+    )
+    blob_store: Literal["local", "s3"] = Field(
+        default="local", description="Where uploaded documents are kept."
+    )
+    db: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    vectors: VectorSettings = Field(default_factory=VectorSettings)
+    models: ModelSettings = Field(default_factory=ModelSettings)
+    ingestion: IngestionSettings = Field(default_factory=IngestionSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    aws: AwsSettings = Field(default_factory=AwsSettings)
+
+    @model_validator(mode="after")
+    def _check_profile(self) -> Settings:
+        if len(self.auth.jwt_secret.get_secret_value().encode()) < 32:
+            raise ValueError("auth.jwt_secret must be at least 32 bytes")
+        if self.profile == "aws":
+            problems = _aws_profile_problems(self)
+            if problems:
+                raise ValueError("the aws profile cannot start: " + "; ".join(problems))
+        return self
+
+    @property
+    def database_url(self) -> str:
+        if self.db.url:
+            return self.db.url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'quarry.db').as_posix()}"
+
+    @property
+    def milvus_uri(self) -> str:
+        return self.vectors.milvus_uri or (self.data_dir / "milvus.db").as_posix()
+
+    @property
+    def uses_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _aws_profile_problems(s: Settings) -> list[str]:
+    problems: list[str] = []
+    url = s.db.url or ""
+    if not url.startswith("postgresql"):
+        problems.append("QUARRY_DB__URL must be a PostgreSQL URL")
+    elif "sslmode=require" not in url and "sslmode=verify" not in url:
+        problems.append("QUARRY_DB__URL must use sslmode=require (or verify-full)")
+    if not s.cache.redis_url:
+        problems.append("QUARRY_CACHE__REDIS_URL must be set")
+    if not (s.vectors.milvus_uri or "").startswith(("http://", "https://")):
+        problems.append("QUARRY_VECTORS__MILVUS_URI must be a Milvus server URI")
+    if s.models.provider != "gpu_endpoint" or not s.models.gpu_endpoint_url:
+        problems.append("QUARRY_MODELS__PROVIDER=gpu_endpoint with a GPU endpoint URL is required")
+    if s.saga_runner != "stepfunctions" or not s.aws.saga_state_machine_arn:
+        problems.append("QUARRY_SAGA_RUNNER=stepfunctions with a state machine ARN is required")
+    if s.event_bus != "eventbridge":
+        problems.append("QUARRY_EVENT_BUS must be eventbridge")
+    if s.blob_store != "s3" or not s.aws.documents_bucket:
+        problems.append("QUARRY_BLOB_STORE=s3 with QUARRY_AWS__DOCUMENTS_BUCKET is required")
+    if s.auth.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET:
+        problems.append("QUARRY_AUTH__JWT_SECRET must not be the development default")
+    return problems
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once (Lambda cold start / server start)."""
+    return Settings()
