@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from functions.cli_kb import doctor, ingest, kb_app
 from shared.settings import get_settings
 
 app = typer.Typer(
@@ -19,6 +20,9 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect the settings.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(kb_app, name="kb")
+app.command()(ingest)
+app.command()(doctor)
 
 DEFAULT_REFERENCE = Path("docs/configuration.md")
 

@@ -1,14 +1,16 @@
 """The composition root: the one place that builds adapters from settings.
 
-Everything is created lazily on first use, so a cold start pays only for what the request needs,
-and ``aclose`` releases whatever was created.
+Everything is created lazily on first use, so a cold start pays only for what the request needs
+(no model is loaded to answer a health check), and ``aclose`` releases whatever was created.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
+from collections.abc import Callable
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shared.adapters.local_models import probe_local_models
 from shared.db.engine import Database, PoolConfig
@@ -20,7 +22,16 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from shared.adapters.gpu_endpoint_client import GpuEndpointClient
-    from shared.adapters.milvus_vector_store import MilvusVectorStore
+    from shared.db.ingestion_repository import IngestionRepository
+    from shared.db.kb_repository import KbRepository
+    from shared.ingestion.service import IngestionService
+    from shared.kb.service import KbService
+    from shared.ports.blob_store import BlobStore
+    from shared.ports.embedder import Embedder
+    from shared.ports.event_bus import EventBus
+    from shared.ports.ocr import OcrEngine
+    from shared.ports.vector_store import VectorStore
+    from shared.retrieval.hybrid import HybridSearcher
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +42,12 @@ class Container:
         self.metrics: MetricsSink = metrics or PrometheusMetrics(
             window=settings.observability.metrics_window
         )
-        self._created: set[str] = set()
+        self._closers: list[tuple[str, Callable[[], Any]]] = []
 
+    def _created(self, name: str, closer: Callable[[], Any]) -> None:
+        self._closers.append((name, closer))
+
+    # --- infrastructure adapters -----------------------------------------------------------
     @cached_property
     def database(self) -> Database:
         db = self.settings.db
@@ -48,7 +63,7 @@ class Container:
         database = Database(self.settings.database_url, pool, echo=db.echo)
         if isinstance(self.metrics, PrometheusMetrics):
             self.metrics.add_gauge_callback(lambda: _pool_gauges(database))
-        self._created.add("database")
+        self._created("database", database.aclose)
         return database
 
     @cached_property
@@ -57,22 +72,50 @@ class Container:
             return None
         from shared.adapters.redis_client import create_redis
 
-        self._created.add("redis")
-        return create_redis(self.settings.cache.redis_url)
+        client = create_redis(self.settings.cache.redis_url)
+        self._created("redis", client.aclose)
+        return client
 
     @cached_property
-    def vector_store(self) -> MilvusVectorStore:
+    def vector_store(self) -> VectorStore:
         from shared.adapters.milvus_vector_store import MilvusVectorStore
 
         vectors = self.settings.vectors
         if self.settings.milvus_uri.endswith(".db"):
             self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self._created.add("vector_store")
-        return MilvusVectorStore(
+        store = MilvusVectorStore(
             self.settings.milvus_uri,
             token=vectors.milvus_token.get_secret_value() if vectors.milvus_token else None,
-            collection_prefix=vectors.collection_prefix,
         )
+        self._created("vector_store", store.close)
+        return store
+
+    @cached_property
+    def blob_store(self) -> BlobStore:
+        if self.settings.blob_store == "s3":
+            from shared.adapters.s3_blob_store import S3BlobStore
+
+            bucket = self.settings.aws.documents_bucket
+            if not bucket:
+                from shared.errors import ConfigurationError
+
+                raise ConfigurationError("QUARRY_AWS__DOCUMENTS_BUCKET is required for s3")
+            return S3BlobStore(bucket, sse_kms=True, region=self.settings.aws.region)
+        from shared.adapters.local_blob_store import LocalBlobStore
+
+        return LocalBlobStore(self.settings.data_dir / "blobs")
+
+    @cached_property
+    def event_bus(self) -> EventBus:
+        if self.settings.event_bus == "eventbridge":
+            from shared.adapters.eventbridge_event_bus import EventBridgeEventBus
+
+            return EventBridgeEventBus(
+                self.settings.aws.event_bus_name or "default", region=self.settings.aws.region
+            )
+        from shared.adapters.in_process_event_bus import InProcessEventBus
+
+        return InProcessEventBus()
 
     @cached_property
     def gpu_endpoint(self) -> GpuEndpointClient | None:
@@ -81,9 +124,99 @@ class Container:
             return None
         from shared.adapters.gpu_endpoint_client import GpuEndpointClient
 
-        self._created.add("gpu_endpoint")
-        return GpuEndpointClient(url)
+        client = GpuEndpointClient(url)
+        self._created("gpu_endpoint", client.aclose)
+        return client
 
+    # --- models (lazy: built on first use, never at start-up) ------------------------------
+    @cached_property
+    def embedder(self) -> Embedder:
+        models = self.settings.models
+        if models.provider == "gpu_endpoint" and models.gpu_endpoint_url:
+            from shared.adapters.gpu_endpoint_embedder import GpuEndpointEmbedder
+
+            return GpuEndpointEmbedder(models.gpu_endpoint_url, model_name=models.embedding_model)
+        from shared.adapters.local_models import minilm_model_dir
+        from shared.adapters.transformer_embedder import TransformerEmbedder
+
+        return TransformerEmbedder(
+            minilm_model_dir(), model_name=models.embedding_model, threads=models.torch_threads
+        )
+
+    @cached_property
+    def ocr(self) -> OcrEngine | None:
+        """Local OCR engine, or None when the OCR packages are not installed."""
+        import importlib.util
+
+        if importlib.util.find_spec("rapidocr") is None:
+            return None
+        from shared.adapters.rapidocr_ocr import RapidOcrEngine
+
+        return RapidOcrEngine(intra_op_threads=self.settings.models.torch_threads or 2)
+
+    # --- domain services -------------------------------------------------------------------
+    @cached_property
+    def kb_repository(self) -> KbRepository:
+        from shared.db.kb_repository import KbRepository
+
+        return KbRepository(self.database)
+
+    @cached_property
+    def ingestion_repository(self) -> IngestionRepository:
+        from shared.db.ingestion_repository import IngestionRepository
+
+        return IngestionRepository(self.database)
+
+    @cached_property
+    def kb_service(self) -> KbService:
+        from shared.kb.service import KbService
+
+        return KbService(
+            self.kb_repository,
+            self.vector_store,
+            self.blob_store,
+            self.event_bus,
+            collection_prefix=self.settings.vectors.collection_prefix,
+        )
+
+    @cached_property
+    def ingestion_service(self) -> IngestionService:
+        from shared.db.saga_store import SqlSagaRunStore
+        from shared.ingestion.extraction import ExtractionLimits
+        from shared.ingestion.saga import IngestionDeps, IngestionSteps
+        from shared.ingestion.service import IngestionService
+        from shared.sagas.runner import SagaRunner
+
+        limits = self.settings.ingestion
+        deps = IngestionDeps(
+            repository=self.ingestion_repository,
+            blobs=self.blob_store,
+            vectors=self.vector_store,
+            events=self.event_bus,
+            embedder=lambda: self.embedder,
+            ocr=lambda: self.ocr,
+            limits=ExtractionLimits(
+                max_file_bytes=limits.max_file_bytes,
+                max_pdf_pages=limits.max_pdf_pages,
+                max_image_pixels=limits.max_image_pixels,
+            ),
+            profile_of=self.kb_service.profile,
+        )
+        return IngestionService(
+            steps=IngestionSteps(deps),
+            runner=SagaRunner(SqlSagaRunStore(self.database)),
+            kbs=self.kb_repository,
+            repository=self.ingestion_repository,
+            max_file_bytes=limits.max_file_bytes,
+        )
+
+    @cached_property
+    def searcher(self) -> HybridSearcher:
+        from shared.retrieval.hybrid import HybridSearcher
+
+        return HybridSearcher(self.database, self.vector_store, lambda: self.embedder)
+
+    # --- health and shutdown ---------------------------------------------------------------
     def health_checks(self) -> list[HealthCheck]:
         checks = [
             HealthCheck("database", self.database.ping),
@@ -102,21 +235,14 @@ class Container:
 
     async def aclose(self) -> None:
         """Close what was created, newest first; one failure does not stop the rest."""
-        for name in ("gpu_endpoint", "vector_store", "redis", "database"):
-            if name not in self._created:
-                continue
+        while self._closers:
+            name, closer = self._closers.pop()
             try:
-                if name == "database":
-                    await self.database.aclose()
-                elif name == "redis" and self.redis is not None:
-                    await self.redis.aclose()
-                elif name == "vector_store":
-                    self.vector_store.close()
-                elif name == "gpu_endpoint" and self.gpu_endpoint is not None:
-                    await self.gpu_endpoint.aclose()
+                result = closer()
+                if inspect.isawaitable(result):
+                    await result
             except Exception:
                 log.exception("closing %s failed", name)
-        self._created.clear()
 
 
 def _pool_gauges(database: Database) -> list[tuple[str, float, Dimensions]]:

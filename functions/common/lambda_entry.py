@@ -6,8 +6,9 @@ events (S3, EventBridge, schedules, Step Functions tasks) passes ``on_other_even
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging import correlation_paths
@@ -18,6 +19,19 @@ from mangum import Mangum
 from shared.settings import get_settings
 
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], Any]
+T = TypeVar("T")
+
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Runs ``coro`` on the execution environment's one event loop. Mangum uses the same loop,
+    so pooled database connections made in one invocation stay usable in the next."""
+    global _loop
+    if _loop is None or _loop.is_closed():
+        _loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(_loop)
+    return _loop.run_until_complete(coro)
 
 
 def is_http_api_event(event: dict[str, Any]) -> bool:

@@ -1,7 +1,224 @@
-"""HTTP routes of the kb_admin domain."""
+"""HTTP routes of the KB admin domain: knowledge bases, documents, ingestion runs."""
 
 from __future__ import annotations
 
-from functions.common.health_routes import domain_health_router
+import uuid
+from typing import Annotated
 
-router = domain_health_router("kb_admin")
+from fastapi import APIRouter, BackgroundTasks, File, Query, Response, UploadFile, status
+
+from functions.common.dependencies import ContainerDep, TenantDep
+from functions.common.health_routes import domain_health_router
+from functions.kb_admin.schemas import (
+    ChunkOut,
+    DocumentDetail,
+    DocumentList,
+    DocumentOut,
+    KbCreate,
+    KbList,
+    KbOut,
+    KbStatsOut,
+    KbUpdate,
+    RunOut,
+    UploadOut,
+    UploadUrlOut,
+    UploadUrlRequest,
+)
+from shared.errors import InvalidInput
+from shared.ingestion.s3_events import object_key
+from shared.ingestion.service import IngestResult, Upload
+from shared.kb.service import KbSpec
+from shared.sagas.runner import SagaRunRecord
+
+router = APIRouter(tags=["kb_admin"])
+router.include_router(domain_health_router("kb_admin"))
+
+UPLOAD_URL_TTL_S = 900
+
+
+@router.post("/v1/kbs", status_code=status.HTTP_201_CREATED)
+async def create_kb(body: KbCreate, tenant_id: TenantDep, container: ContainerDep) -> KbOut:
+    kb = await container.kb_service.create(tenant_id, KbSpec(**body.model_dump()))
+    return KbOut.model_validate(kb)
+
+
+@router.get("/v1/kbs")
+async def list_kbs(tenant_id: TenantDep, container: ContainerDep) -> KbList:
+    kbs = await container.kb_service.list(tenant_id)
+    return KbList(items=[KbOut.model_validate(kb) for kb in kbs])
+
+
+@router.get("/v1/kbs/{kb}")
+async def get_kb(kb: str, tenant_id: TenantDep, container: ContainerDep) -> KbOut:
+    return KbOut.model_validate(await container.kb_service.get(tenant_id, kb))
+
+
+@router.patch("/v1/kbs/{kb}")
+async def update_kb(
+    kb: str, body: KbUpdate, tenant_id: TenantDep, container: ContainerDep
+) -> KbOut:
+    return KbOut.model_validate(await container.kb_service.update(tenant_id, kb, body.description))
+
+
+@router.delete("/v1/kbs/{kb}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_kb(kb: str, tenant_id: TenantDep, container: ContainerDep) -> Response:
+    await container.kb_service.delete(tenant_id, kb)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/v1/kbs/{kb}/stats")
+async def kb_stats(kb: str, tenant_id: TenantDep, container: ContainerDep) -> KbStatsOut:
+    record, stats = await container.kb_service.stats(tenant_id, kb)
+    return KbStatsOut(
+        kb=KbOut.model_validate(record),
+        documents=stats.documents,
+        documents_by_status=stats.documents_by_status,
+        chunks=stats.chunks,
+        bytes=stats.bytes,
+    )
+
+
+@router.post("/v1/kbs/{kb}/documents", status_code=status.HTTP_202_ACCEPTED)
+async def upload_documents(
+    kb: str,
+    tenant_id: TenantDep,
+    container: ContainerDep,
+    background: BackgroundTasks,
+    response: Response,
+    files: Annotated[list[UploadFile], File(description="One or more documents.")],
+    wait: Annotated[bool, Query(description="Process before answering.")] = False,
+) -> UploadOut:
+    """Multipart upload. Answers 202 with the documents ``pending`` (poll them), or with
+    ``wait=true`` 200 once processed."""
+    record = await container.kb_service.get(tenant_id, kb)
+    service = container.ingestion_service
+    uploads = []
+    for part in files:
+        if not part.filename:
+            raise InvalidInput("every file part needs a filename", code="missing_filename")
+        upload = Upload(part.filename, await part.read(), part.content_type)
+        object_key(str(tenant_id), str(record.id), upload.name)  # validates the name
+        service.check_upload(upload)
+        uploads.append(upload)
+    if wait:
+        result = await service.ingest_uploads(tenant_id, record.id, uploads)
+        response.status_code = status.HTTP_200_OK
+        names = {u.name for u in uploads}
+        docs = [
+            d
+            for d in await container.kb_repository.list_documents(
+                tenant_id, record.id, limit=10_000
+            )
+            if d.name in names
+        ]
+        return UploadOut(
+            documents=[DocumentOut.model_validate(d) for d in docs],
+            unchanged=result.unchanged,
+            run=_run_out(result.run) if result.run else None,
+        )
+    accepted = [await service.accept(tenant_id, record.id, upload) for upload in uploads]
+    background.add_task(service.ingest_uploads, tenant_id, record.id, uploads)
+    return UploadOut(documents=[DocumentOut.model_validate(d) for d in accepted])
+
+
+@router.post("/v1/kbs/{kb}/documents/upload-url")
+async def upload_url(
+    kb: str, body: UploadUrlRequest, tenant_id: TenantDep, container: ContainerDep
+) -> UploadUrlOut:
+    """A presigned S3 PUT URL (cloud): the upload's S3 notification starts ingestion."""
+    record = await container.kb_service.get(tenant_id, kb)
+    key = object_key(str(tenant_id), str(record.id), body.name)
+    url = await container.blob_store.presigned_put_url(key, body.content_type, UPLOAD_URL_TTL_S)
+    if url is None:
+        raise InvalidInput(
+            "presigned uploads need the S3 blob store; upload with POST .../documents",
+            code="presigned_upload_unavailable",
+        )
+    return UploadUrlOut(url=url, key=key, expires_in=UPLOAD_URL_TTL_S)
+
+
+@router.get("/v1/kbs/{kb}/documents")
+async def list_documents(
+    kb: str,
+    tenant_id: TenantDep,
+    container: ContainerDep,
+    status_filter: Annotated[str | None, Query(alias="status")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> DocumentList:
+    record = await container.kb_service.get(tenant_id, kb)
+    docs = await container.kb_repository.list_documents(
+        tenant_id, record.id, status=status_filter, limit=limit, offset=offset
+    )
+    return DocumentList(
+        items=[DocumentOut.model_validate(d) for d in docs], limit=limit, offset=offset
+    )
+
+
+@router.get("/v1/kbs/{kb}/documents/{document}")
+async def get_document(
+    kb: str, document: str, tenant_id: TenantDep, container: ContainerDep
+) -> DocumentDetail:
+    record = await container.kb_service.get(tenant_id, kb)
+    doc = await container.kb_repository.get_document(tenant_id, record.id, document)
+    chunks = await container.kb_repository.current_chunks(doc)
+    return DocumentDetail(
+        **DocumentOut.model_validate(doc).model_dump(),
+        chunks=[ChunkOut.model_validate(c) for c in chunks],
+    )
+
+
+@router.delete("/v1/kbs/{kb}/documents/{document}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_document(
+    kb: str, document: str, tenant_id: TenantDep, container: ContainerDep
+) -> Response:
+    record = await container.kb_service.get(tenant_id, kb)
+    doc = await container.kb_repository.get_document(tenant_id, record.id, document)
+    await container.ingestion_service.delete_document(doc)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/v1/kbs/{kb}/documents/{document}/reindex")
+async def reindex_document(
+    kb: str, document: str, tenant_id: TenantDep, container: ContainerDep
+) -> UploadOut:
+    record = await container.kb_service.get(tenant_id, kb)
+    doc = await container.kb_repository.get_document(tenant_id, record.id, document)
+    result: IngestResult = await container.ingestion_service.reindex_document(doc)
+    doc = await container.kb_repository.get_document(tenant_id, record.id, str(doc.id))
+    return UploadOut(
+        documents=[DocumentOut.model_validate(doc)],
+        run=_run_out(result.run) if result.run else None,
+    )
+
+
+@router.get("/v1/kbs/{kb}/runs/{run_id}")
+async def get_run(
+    kb: str, run_id: uuid.UUID, tenant_id: TenantDep, container: ContainerDep
+) -> RunOut:
+    record = await container.kb_service.get(tenant_id, kb)
+    run = await container.ingestion_service.get_run(tenant_id, record.id, run_id)
+    return _run_out(run)
+
+
+@router.post("/v1/kbs/{kb}/runs/{run_id}/resume")
+async def resume_run(
+    kb: str, run_id: uuid.UUID, tenant_id: TenantDep, container: ContainerDep
+) -> RunOut:
+    record = await container.kb_service.get(tenant_id, kb)
+    await container.ingestion_service.get_run(tenant_id, record.id, run_id)
+    return _run_out(await container.ingestion_service.resume(run_id))
+
+
+def _run_out(run: SagaRunRecord) -> RunOut:
+    return RunOut(
+        id=run.id,
+        status=run.status,
+        error_code=run.error_code,
+        error_message=run.error_message,
+        steps=run.step_status,
+        failures=[
+            {"name": f["name"], "code": f["code"], "message": f["message"]}
+            for f in run.state.get("failures", [])
+        ],
+    )

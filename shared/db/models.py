@@ -173,3 +173,41 @@ class AuditEntry(Base):
     request_id: Mapped[str | None] = mapped_column(String(128), default=None)
     ip: Mapped[str | None] = mapped_column(String(64), default=None)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class SagaRun(Base):
+    """One run of a saga (e.g. ingesting a batch of documents): persisted so it can resume."""
+
+    __tablename__ = "saga_runs"
+    __table_args__ = (Index("ix_saga_runs_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    saga: Mapped[str] = mapped_column(String(64))
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    kb_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None, index=True)
+    # running | succeeded | compensated (failed, effects undone) | failed (compensation failed)
+    status: Mapped[str] = mapped_column(String(20), default="running", index=True)
+    state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error_code: Mapped[str | None] = mapped_column(String(64), default=None)
+    error_message: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class SagaStepRun(Base):
+    __tablename__ = "saga_steps"
+
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("saga_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ordinal: Mapped[int] = mapped_column(Integer)
+    # pending | running | succeeded | failed | compensated
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    duration_ms: Mapped[float | None] = mapped_column(Float, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)

@@ -1,0 +1,1 @@
+"""Ingestion: uploads into documents (``extraction``), documents into chunks (``chunking``)."""

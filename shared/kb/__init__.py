@@ -1,0 +1,1 @@
+"""Knowledge bases: creation with fixed settings, listing, stats, deletion."""

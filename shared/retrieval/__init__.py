@@ -1,0 +1,1 @@
+"""Retrieval: hybrid (dense + BM25) search over a KB's current chunks."""
