@@ -68,7 +68,7 @@ class TransformerEmbedder:
                 from transformers import AutoModel
                 from transformers.utils import logging as transformers_logging
 
-                transformers_logging.disable_progress_bar()  # no "Loading weights" bar in logs
+                transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
                 if self._threads:
                     torch.set_num_threads(self._threads)

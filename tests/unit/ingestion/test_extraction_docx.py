@@ -6,7 +6,7 @@ import docx
 import pytest
 
 from shared.ingestion.extraction import extract
-from tests.unit.ingestion.ingestion_fixtures import LIMITS
+from tests.fixtures.documents import LIMITS
 
 pytestmark = pytest.mark.unit
 

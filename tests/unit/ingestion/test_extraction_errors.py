@@ -15,7 +15,7 @@ from pypdf import PdfReader, PdfWriter
 from shared.errors import QuarryError
 from shared.ingestion.extraction import ExtractionLimits, extract
 from shared.ports.ocr import OcrEngine, OcrLine
-from tests.unit.ingestion.ingestion_fixtures import (
+from tests.fixtures.documents import (
     LIMITS,
     FakeOcr,
     image_bytes,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from shared.ingestion.extraction import extract
-from tests.unit.ingestion.ingestion_fixtures import LIMITS
+from tests.fixtures.documents import LIMITS
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ from PIL import Image
 from shared.adapters.rapidocr_ocr import RapidOcrEngine
 from shared.ingestion.extraction import extract
 from shared.ports.ocr import OcrLine
-from tests.unit.ingestion.ingestion_fixtures import LIMITS, FakeOcr, image_bytes, text_image
+from tests.fixtures.documents import LIMITS, FakeOcr, image_bytes, text_image
 
 pytestmark = pytest.mark.unit
 

@@ -8,7 +8,7 @@ from pypdf import PdfReader, PdfWriter
 from shared.adapters.rapidocr_ocr import RapidOcrEngine
 from shared.ingestion.extraction import extract
 from shared.ports.ocr import OcrLine
-from tests.unit.ingestion.ingestion_fixtures import (
+from tests.fixtures.documents import (
     LIMITS,
     FakeOcr,
     pdf_with_scanned_page,

@@ -6,7 +6,7 @@ import pytest
 
 from shared.errors import QuarryError
 from shared.ingestion.extraction import Kind, detect_kind, extract
-from tests.unit.ingestion.ingestion_fixtures import LIMITS
+from tests.fixtures.documents import LIMITS
 
 pytestmark = pytest.mark.unit
 
