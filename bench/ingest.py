@@ -37,6 +37,18 @@ def encoder_flops(tokens: int, tokens_squared: int) -> float:
     return LAYERS * (dense + attention)
 
 
+class ConstantEmbedder:
+    model_name = "all-MiniLM-L6-v2"
+    dimension = 384
+
+    def embed(self, texts: list[str]) -> object:
+        import numpy as np
+
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        vectors[:, 0] = 1.0
+        return vectors
+
+
 def matmul_gflops(threads: int, size: int = 2048, repeats: int = 10) -> float:
     import torch
 
@@ -76,7 +88,7 @@ async def run(args: argparse.Namespace) -> None:
 
     corpus: bytes = args.corpus_bytes
     docs = corpus.count(b"\n")
-    gflops = matmul_gflops(args.threads)
+    gflops = 0.0 if args.keyword_only else matmul_gflops(args.threads)
 
     data_dir = Path(tempfile.mkdtemp(prefix="quarry-bench-"))
     settings = Settings(
@@ -86,6 +98,9 @@ async def run(args: argparse.Namespace) -> None:
     )
     upgrade(settings.database_url)
     container = Container(settings)
+    if args.keyword_only:
+        # The keyword index does not depend on the vectors: skip the model for a quick check.
+        container.__dict__["embedder"] = ConstantEmbedder()
     tenant = await container.kb_repository.ensure_tenant("bench")
     kb = await container.kb_service.create(tenant, KbSpec(name="scifact"))
     container.embedder.embed(["warm up"])  # model load is not ingestion throughput
@@ -99,6 +114,11 @@ async def run(args: argparse.Namespace) -> None:
     assert result.run.status == "succeeded", result.run
 
     stages = await step_durations(container, result.run.id)
+    if args.keyword_only:
+        print(f"ingested {docs} documents in {total_s:.1f} s without embeddings")
+        await keyword_quality(container, tenant, kb, load_current_chunks)
+        await container.aclose()
+        return
     stats = container.embedder.stats  # type: ignore[attr-defined]
     warmup_tokens = 4  # the "warm up" text above
     embed_gflop = encoder_flops(stats.tokens, stats.tokens_squared) / 1e9
@@ -180,6 +200,9 @@ def main() -> None:
     parser.add_argument("--corpus", default=str(DATASET / "corpus.jsonl"))
     parser.add_argument("--limit", type=int, default=0, help="only the first N documents")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--keyword-only", action="store_true", help="skip embeddings; report keyword quality"
+    )
     args = parser.parse_args()
     corpus = Path(args.corpus).read_bytes()
     if args.limit:

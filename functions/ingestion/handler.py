@@ -1,5 +1,6 @@
-"""Lambda entry point of the ingestion domain: HTTP routes, and S3 / EventBridge notifications
-of the documents bucket (an upload starts the ingestion saga; a removal deletes the document)."""
+"""Lambda entry point of the ingestion domain: HTTP routes; S3 / EventBridge notifications of
+the documents bucket (an upload starts the ingestion saga, a removal deletes the document); and
+the saga's steps as Step Functions tasks (``{"saga": "ingestion", "step": ..., "state": ...}``)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from functions.common.lambda_entry import make_lambda_handler, run_async
 from functions.ingestion.app import app
 from shared.ingestion.storage_events import handle_storage_event
+from shared.sagas.task import run_task
 
 
-def on_storage_event(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
+def on_other_event(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
     container = app.state.container_provider.get()
+    if "saga" in event and "step" in event:
+        return run_async(run_task(container.ingestion_service.definition, event))
     outcome = run_async(
         handle_storage_event(
             event,
@@ -26,4 +30,4 @@ def on_storage_event(event: dict[str, Any], _context: LambdaContext) -> dict[str
     return asdict(outcome)
 
 
-lambda_handler = make_lambda_handler(app, "ingestion", on_other_event=on_storage_event)
+lambda_handler = make_lambda_handler(app, "ingestion", on_other_event=on_other_event)

@@ -113,3 +113,31 @@ def test_objects_of_unknown_kbs_are_skipped(handler: Any) -> None:
     outcome = handler.lambda_handler(direct_event("s3_object_created", key), FakeLambdaContext())
     assert outcome["skipped"] == [key]
     assert outcome["ingested"] == []
+
+
+def test_saga_steps_run_as_step_functions_tasks(handler: Any) -> None:
+    """The state machine's tasks: each step through the handler, the state carried between."""
+    tenant, kb, key = setup_kb(handler)
+    state: dict[str, Any] = {
+        "run_id": str(uuid.uuid4()),
+        "tenant_id": str(tenant),
+        "kb_id": str(kb),
+        "items": [
+            {
+                "name": NAME,
+                "blob_key": key,
+                "media_type": "text/plain",
+                "content_hash": "h1",
+                "size": len(TEXT),
+            }
+        ],
+    }
+    for step in ("extract", "register", "chunk", "embed", "index", "publish"):
+        task = {"saga": "ingestion", "step": step, "state": state}
+        state = handler.lambda_handler(task, FakeLambdaContext())
+    assert state["published"] == 1
+    assert documents(handler, tenant, kb) == {NAME: "ready"}
+    with pytest.raises(Exception, match="unknown step"):
+        handler.lambda_handler(
+            {"saga": "ingestion", "step": "nope", "state": state}, FakeLambdaContext()
+        )
