@@ -90,7 +90,7 @@ async def run(args: argparse.Namespace) -> None:
     docs = corpus.count(b"\n")
     gflops = 0.0 if args.keyword_only else matmul_gflops(args.threads)
 
-    data_dir = Path(tempfile.mkdtemp(prefix="quarry-bench-"))
+    data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="quarry-"))
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         data_dir=data_dir,
@@ -200,6 +200,9 @@ def main() -> None:
     parser.add_argument("--corpus", default=str(DATASET / "corpus.jsonl"))
     parser.add_argument("--limit", type=int, default=0, help="only the first N documents")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--data-dir", help="keep the ingested KB here (bench/query.py can reuse it)"
+    )
     parser.add_argument(
         "--keyword-only", action="store_true", help="skip embeddings; report keyword quality"
     )

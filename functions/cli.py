@@ -10,6 +10,8 @@ from typing import Annotated
 import typer
 
 from functions.cli_kb import doctor, ingest, kb_app
+from functions.cli_query import query
+from functions.cli_tune import tune
 from shared.settings import get_settings
 
 app = typer.Typer(
@@ -23,6 +25,8 @@ app.add_typer(config_app, name="config")
 app.add_typer(kb_app, name="kb")
 app.command()(ingest)
 app.command()(doctor)
+app.command()(query)
+app.command()(tune)
 
 DEFAULT_REFERENCE = Path("docs/configuration.md")
 

@@ -24,14 +24,21 @@ if TYPE_CHECKING:
     from shared.adapters.gpu_endpoint_client import GpuEndpointClient
     from shared.db.ingestion_repository import IngestionRepository
     from shared.db.kb_repository import KbRepository
+    from shared.db.query_repository import QueryRepository
+    from shared.db.tuning_repository import TuningRepository
     from shared.ingestion.service import IngestionService
     from shared.kb.service import KbService
     from shared.ports.blob_store import BlobStore
     from shared.ports.embedder import Embedder
     from shared.ports.event_bus import EventBus
     from shared.ports.ocr import OcrEngine
+    from shared.ports.reranker import Reranker
     from shared.ports.vector_store import VectorStore
-    from shared.retrieval.hybrid import HybridSearcher
+    from shared.query.answer import AnswerGenerator
+    from shared.query.cache import QueryCache
+    from shared.query.retrieval import Retriever
+    from shared.query.service import QueryService
+    from shared.tuning.service import ThresholdProvider, TuningService
 
 log = logging.getLogger(__name__)
 
@@ -211,10 +218,92 @@ class Container:
         )
 
     @cached_property
-    def searcher(self) -> HybridSearcher:
-        from shared.retrieval.hybrid import HybridSearcher
+    def reranker(self) -> Reranker | None:
+        """The cross-encoder: on the GPU endpoint only (no local weights ship in a package)."""
+        models = self.settings.models
+        if models.provider != "gpu_endpoint" or not models.gpu_endpoint_url:
+            return None
+        from shared.adapters.gpu_endpoint_reranker import GpuEndpointReranker
 
-        return HybridSearcher(self.database, self.vector_store, lambda: self.embedder)
+        reranker: Reranker = GpuEndpointReranker(models.gpu_endpoint_url)
+        return reranker
+
+    @cached_property
+    def answer_generator(self) -> AnswerGenerator | None:
+        llm = self.settings.llm
+        if llm.provider != "bedrock":
+            return None
+        from shared.adapters.bedrock_answer_generator import BedrockAnswerGenerator
+
+        return BedrockAnswerGenerator(
+            llm.bedrock_model_id, max_tokens=llm.max_tokens, region=self.settings.aws.region
+        )
+
+    @cached_property
+    def retriever(self) -> Retriever:
+        from shared.query.retrieval import Retriever
+
+        query = self.settings.query
+        return Retriever(
+            self.database,
+            self.vector_store,
+            lambda: self.embedder,
+            lambda: self.reranker,
+            dense_weight=query.dense_weight,
+            keyword_weight=query.keyword_weight,
+        )
+
+    @cached_property
+    def query_cache(self) -> QueryCache:
+        from shared.query.cache import QueryCache
+
+        l2 = None
+        if self.redis is not None:
+            from shared.adapters.redis_key_value_store import RedisKeyValueStore
+
+            l2 = RedisKeyValueStore(self.redis)
+        return QueryCache.from_settings(self.settings.cache, l2, self.metrics)
+
+    @cached_property
+    def query_repository(self) -> QueryRepository:
+        from shared.db.query_repository import QueryRepository
+
+        return QueryRepository(self.database)
+
+    @cached_property
+    def tuning_repository(self) -> TuningRepository:
+        from shared.db.tuning_repository import TuningRepository
+
+        return TuningRepository(self.database)
+
+    @cached_property
+    def tuning_service(self) -> TuningService:
+        from shared.tuning.service import tuning_service_for
+
+        return tuning_service_for(self.database, self.settings)
+
+    @cached_property
+    def threshold_provider(self) -> ThresholdProvider:
+        from shared.tuning.service import threshold_provider_for
+
+        return threshold_provider_for(self.database, self.settings)
+
+    @cached_property
+    def query_service(self) -> QueryService:
+        from shared.query.plans import plans_from_settings
+        from shared.query.service import QueryService
+
+        return QueryService(
+            kbs=self.kb_service,
+            retriever=self.retriever,
+            cache=self.query_cache,
+            repository=self.query_repository,
+            thresholds=self.threshold_provider,
+            plans=plans_from_settings(self.settings.query),
+            generator=lambda: self.answer_generator,
+            metrics=self.metrics,
+            max_query_chars=self.settings.query.max_query_chars,
+        )
 
     # --- health and shutdown ---------------------------------------------------------------
     def health_checks(self) -> list[HealthCheck]:

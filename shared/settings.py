@@ -57,8 +57,11 @@ class CacheSettings(BaseModel):
     l1_max_entries: int = Field(default=1000, ge=1, description="In-process LRU size.")
     l1_ttl_s: int = Field(default=300, ge=1, description="In-process entry lifetime.")
     l2_promote_after_hits: int = Field(
-        default=3, ge=1, description="Copy an entry to Redis after this many L1 hits."
+        default=3, ge=1, description="Copy an entry to Redis after this many accesses."
     )
+    ttl_fast_s: int = Field(default=3600, ge=1, description="L2 lifetime of a FAST result.")
+    ttl_balanced_s: int = Field(default=1800, ge=1, description="L2 lifetime of a BALANCED result.")
+    ttl_deep_s: int = Field(default=7200, ge=1, description="L2 lifetime of a DEEP result.")
 
 
 class VectorSettings(BaseModel):
@@ -80,6 +83,46 @@ class ModelSettings(BaseModel):
     torch_threads: int = Field(
         default=0, ge=0, description="torch intra-op threads; 0 = one per core, set once."
     )
+
+
+class QuerySettings(BaseModel):
+    fast_budget_ms: int = Field(default=1000, ge=10, description="FAST mode time budget.")
+    balanced_budget_ms: int = Field(default=3000, ge=10, description="BALANCED time budget.")
+    deep_budget_ms: int = Field(default=15000, ge=10, description="DEEP mode time budget.")
+    fast_top_k: int = Field(default=5, ge=1, le=100, description="FAST results returned.")
+    balanced_top_k: int = Field(default=10, ge=1, le=100, description="BALANCED results.")
+    deep_top_k: int = Field(default=15, ge=1, le=100, description="DEEP results returned.")
+    fast_threshold: float = Field(
+        default=0.35, ge=0, le=1, description="Complexity below: FAST (until the tuner sets one)."
+    )
+    deep_threshold: float = Field(
+        default=0.70, ge=0, le=1, description="Complexity at or above: DEEP (until tuned)."
+    )
+    dense_weight: float = Field(default=1.0, ge=0, description="Dense list weight in fusion.")
+    keyword_weight: float = Field(default=1.0, ge=0, description="Keyword list weight in fusion.")
+    max_query_chars: int = Field(default=2000, ge=1, description="Longest query accepted.")
+    max_batch_queries: int = Field(default=1000, ge=1, description="Most queries per batch.")
+
+
+class TuningSettings(BaseModel):
+    target_fast: float = Field(default=0.45, ge=0, le=1, description="Target share of FAST.")
+    target_balanced: float = Field(default=0.35, ge=0, le=1, description="Target BALANCED share.")
+    target_deep: float = Field(default=0.20, ge=0, le=1, description="Target share of DEEP.")
+    min_samples: int = Field(default=1000, ge=1, description="Fewest logged queries to re-fit.")
+    max_step: float = Field(default=0.05, gt=0, le=1, description="Largest threshold move a run.")
+    window_hours: int = Field(default=168, ge=1, description="Logged queries considered.")
+    refresh_s: int = Field(default=60, ge=1, description="Router re-reads its config this often.")
+
+
+class LlmSettings(BaseModel):
+    provider: Literal["none", "bedrock"] = Field(
+        default="none", description="`none`: extractive answers; `bedrock`: generated answers."
+    )
+    bedrock_model_id: str = Field(
+        default="anthropic.claude-3-haiku-20240307-v1:0", description="Bedrock model id."
+    )
+    max_tokens: int = Field(default=512, ge=16, le=8192, description="Answer length limit.")
+    timeout_s: float = Field(default=20.0, gt=0, description="Generation timeout.")
 
 
 class IngestionSettings(BaseModel):
@@ -163,6 +206,9 @@ class Settings(BaseSettings):
     vectors: VectorSettings = Field(default_factory=VectorSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
     ingestion: IngestionSettings = Field(default_factory=IngestionSettings)
+    query: QuerySettings = Field(default_factory=QuerySettings)
+    tuning: TuningSettings = Field(default_factory=TuningSettings)
+    llm: LlmSettings = Field(default_factory=LlmSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)

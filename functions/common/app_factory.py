@@ -80,4 +80,7 @@ async def _prepare(provider: ContainerProvider) -> None:
     if container.settings.db.auto_migrate:
         await asyncio.to_thread(upgrade, container.settings.database_url)
     await container.vector_store.ping()
+    if container.settings.models.provider == "local":
+        # Load the embedding model now, not in the first query's time budget.
+        await asyncio.to_thread(container.embedder.embed, ["warm up"])
     log.info("quarry is ready", extra={"database": container.database.dialect})

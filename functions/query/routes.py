@@ -1,7 +1,42 @@
-"""HTTP routes of the query domain."""
+"""HTTP routes of the query domain: ask a KB, and the tenant's query and cache figures."""
 
 from __future__ import annotations
 
-from functions.common.health_routes import domain_health_router
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
 
-router = domain_health_router("query")
+from fastapi import APIRouter, Query
+
+from functions.common.dependencies import ContainerDep, TenantDep
+from functions.common.health_routes import domain_health_router
+from functions.query.schemas import QueryBody, QueryOut
+from shared.query.service import QueryRequest
+from shared.query.stats import query_stats
+
+router = APIRouter(tags=["query"])
+router.include_router(domain_health_router("query"))
+
+
+@router.post("/v1/kbs/{kb}/query")
+async def query_kb(
+    kb: str, body: QueryBody, tenant_id: TenantDep, container: ContainerDep
+) -> QueryOut:
+    result = await container.query_service.query(tenant_id, kb, QueryRequest(**body.model_dump()))
+    return QueryOut.model_validate(result)
+
+
+@router.get("/v1/stats/queries")
+async def stats_queries(
+    tenant_id: TenantDep,
+    container: ContainerDep,
+    window_hours: Annotated[int, Query(ge=1, le=24 * 90)] = 24,
+) -> dict[str, Any]:
+    since = datetime.now(UTC) - timedelta(hours=window_hours)
+    rows = await container.query_repository.window(tenant_id, since)
+    return {"window_hours": window_hours, **query_stats(rows)}
+
+
+@router.get("/v1/stats/cache")
+async def stats_cache(_tenant_id: TenantDep, container: ContainerDep) -> dict[str, Any]:
+    """Hit rates by level and mode of this process's cache (in Lambda: this instance's)."""
+    return container.query_cache.stats()

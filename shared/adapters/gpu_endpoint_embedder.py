@@ -1,29 +1,30 @@
-"""Embeddings from the GPU endpoint (``POST /embed``), the cloud's embedder."""
+"""Embeddings from the GPU endpoint (``POST /embed``), the cloud's ``Embedder``."""
 
 from __future__ import annotations
 
-import httpx
 import numpy as np
 
+from shared.adapters.gpu_endpoint_http import GpuEndpointHttp, as_http
 from shared.errors import DependencyUnavailable
 from shared.ports.embedder import Vectors
+
+# The endpoint's default ``max_texts_per_request``; larger inputs go in several requests.
+DEFAULT_MAX_TEXTS_PER_REQUEST = 256
 
 
 class GpuEndpointEmbedder:
     def __init__(
         self,
-        base_url: str,
+        endpoint: GpuEndpointHttp | str,
         *,
         model_name: str,
         dimension: int = 384,
-        timeout_s: float = 30.0,
-        transport: httpx.BaseTransport | None = None,
+        max_texts_per_request: int = DEFAULT_MAX_TEXTS_PER_REQUEST,
     ) -> None:
+        self._http = as_http(endpoint)
         self._model_name = model_name
         self._dimension = dimension
-        self._http = httpx.Client(
-            base_url=base_url.rstrip("/"), timeout=timeout_s, transport=transport
-        )
+        self._per_request = max_texts_per_request
 
     @property
     def model_name(self) -> str:
@@ -36,17 +37,19 @@ class GpuEndpointEmbedder:
     def embed(self, texts: list[str]) -> Vectors:
         if not texts:
             return np.zeros((0, self._dimension), dtype=np.float32)
-        try:
-            response = self._http.post("/embed", json={"texts": texts, "model": self._model_name})
-            response.raise_for_status()
-        except httpx.HTTPError as exc:
-            raise DependencyUnavailable(
-                f"the GPU endpoint did not embed: {exc}", code="model_unavailable"
-            ) from exc
-        vectors = np.asarray(response.json()["vectors"], dtype=np.float32)
+        parts = [
+            self._embed_part(texts[start : start + self._per_request])
+            for start in range(0, len(texts), self._per_request)
+        ]
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def _embed_part(self, texts: list[str]) -> Vectors:
+        body = self._http.post("/embed", {"texts": texts, "model": self._model_name})
+        vectors = np.asarray(body.get("vectors"), dtype=np.float32)
         if vectors.shape != (len(texts), self._dimension):
             raise DependencyUnavailable(
-                f"the GPU endpoint returned vectors of shape {vectors.shape}",
-                code="model_unavailable",
+                f"the GPU endpoint returned vectors of shape {vectors.shape} "
+                f"for {len(texts)} texts of dimension {self._dimension}",
+                code="bad_model_response",
             )
         return vectors

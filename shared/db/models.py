@@ -211,3 +211,17 @@ class SagaStepRun(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     duration_ms: Mapped[float | None] = mapped_column(Float, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class TuningConfig(Base):
+    """A version of the router's thresholds; the newest is active (the tuner appends)."""
+
+    __tablename__ = "tuning_configs"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    fast_threshold: Mapped[float] = mapped_column(Float)  # complexity below: FAST
+    deep_threshold: Mapped[float] = mapped_column(Float)  # complexity at or above: DEEP
+    samples: Mapped[int] = mapped_column(Integer, default=0)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

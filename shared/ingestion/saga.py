@@ -376,12 +376,13 @@ def _page_count(doc: ExtractedDocument) -> int | None:
 
 
 def _document_to_json(doc: ExtractedDocument) -> dict[str, Any]:
+    # PostgreSQL text cannot hold NUL characters, which do turn up in real files.
     return {
         "name": doc.name,
-        "title": doc.title,
+        "title": doc.title.replace("\x00", ""),
         "media_type": doc.media_type,
         "ocr_pages": doc.ocr_pages,
-        "sections": [asdict(s) for s in doc.sections],
+        "sections": [{**asdict(s), "text": s.text.replace("\x00", "")} for s in doc.sections],
     }
 
 

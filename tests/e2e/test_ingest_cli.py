@@ -16,6 +16,7 @@ from functions.cli import app
 from shared.container import Container
 from shared.settings import Settings
 from tests.fixtures.documents import image_bytes, pdf_with_scanned_page, text_image, text_pdf
+from tests.fixtures.search import search
 
 pytestmark = pytest.mark.e2e
 
@@ -80,10 +81,7 @@ def test_ingest_every_format_then_find_the_scanned_text(
         try:
             tenant = await container.kb_repository.ensure_tenant("default")
             kb = await container.kb_service.get(tenant, "mixed")
-            hits = await container.searcher.search(
-                container.kb_service.space(kb), tenant, kb.id, query, top_k=3
-            )
-            return hits[0].chunk.document
+            return (await search(container, tenant, kb, query))[0].chunk.document
         finally:
             await container.aclose()
 

@@ -14,6 +14,7 @@ from shared.errors import DependencyUnavailable
 from shared.ingestion.doctor import diagnose
 from shared.ingestion.service import Upload
 from shared.sagas.definition import SagaDefinition, SagaState, StepAction
+from tests.fixtures.search import search
 
 pytestmark = pytest.mark.integration
 
@@ -63,10 +64,7 @@ def failing_at(definition: SagaDefinition, step_name: str) -> SagaDefinition:
 async def search_names(
     container: Container, tenant: uuid.UUID, kb: KnowledgeBase, q: str
 ) -> list[str]:
-    hits = await container.searcher.search(
-        container.kb_service.space(kb), tenant, kb.id, q, top_k=3
-    )
-    return [h.chunk.document for h in hits]
+    return [h.chunk.document for h in await search(container, tenant, kb, q)]
 
 
 async def test_ingest_then_search(
@@ -195,7 +193,4 @@ async def test_other_tenants_see_nothing(
 ) -> None:
     await container.ingestion_service.ingest_uploads(tenant, kb.id, [Upload("notes.txt", NOTES)])
     other = await container.kb_repository.ensure_tenant(f"other-{uuid.uuid4().hex[:6]}")
-    hits = await container.searcher.search(
-        container.kb_service.space(kb), other, kb.id, "offsite Lisbon", top_k=5
-    )
-    assert hits == []
+    assert await search(container, other, kb, "offsite Lisbon", top_k=5) == []

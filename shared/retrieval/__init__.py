@@ -1,1 +1,0 @@
-"""Retrieval: hybrid (dense + BM25) search over a KB's current chunks."""

@@ -1,0 +1,1 @@
+"""The router's threshold tuner: re-fits the complexity thresholds to the logged queries."""
