@@ -101,3 +101,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{(tmp_path / 'test.db').as_posix()}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+LAYER_MARKERS = {"unit", "integration", "infra", "e2e"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test carries its layer's marker (from its folder), so `-m unit` etc. select by
+    layer even where a module forgot its `pytestmark`."""
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        if "tests" in parts:
+            layer = parts[parts.index("tests") + 1]
+            if layer in LAYER_MARKERS:
+                item.add_marker(getattr(pytest.mark, layer))

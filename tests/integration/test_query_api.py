@@ -98,3 +98,24 @@ def test_query_stats_report_the_mix(client: TestClient) -> None:
     assert stats["modes"]["fast"]["queries"] == 2
     assert stats["modes"]["deep"]["p95_ms"] is not None
     assert stats["queries_per_kb"] == {"office": 3}
+
+
+def test_postgres_and_redis_share_the_cache_across_instances(
+    make_settings: Callable[..., Settings], postgres_url: str, redis_url: str
+) -> None:
+    """An entry used three times is promoted to Redis; a second server (cold L1) hits it."""
+    settings = make_settings(db={"url": postgres_url}, cache={"redis_url": redis_url})
+    body = {"query": "When does fresh fruit arrive?", "mode": "fast"}
+    with TestClient(create_local_app(settings)) as first:
+        kb_name = "office-pg"
+        first.post("/v1/kbs", json={"name": kb_name})
+        files = [("files", (name, data, "text/plain")) for name, data in DOCS.items()]
+        first.post(f"/v1/kbs/{kb_name}/documents?wait=true", files=files)
+        outcomes = [first.post(f"/v1/kbs/{kb_name}/query", json=body).json() for _ in range(3)]
+        assert [o["cache"] for o in outcomes] == ["miss", "hit", "hit"]
+        assert outcomes[0]["hits"][0]["document"] == "kitchen.txt"
+    with TestClient(create_local_app(settings)) as second:
+        again = second.post(f"/v1/kbs/{kb_name}/query", json=body).json()
+        assert again["cache"] == "hit"
+        stats = second.get("/v1/stats/cache").json()
+        assert stats["overall"]["l2"]["hits"] == 1
