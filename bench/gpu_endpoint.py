@@ -114,7 +114,7 @@ async def through_endpoint(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--corpus", default=str(DATASET / "corpus.jsonl"))
-    parser.add_argument("--limit", type=int, default=512, help="Passages per run.")
+    parser.add_argument("--limit", type=int, default=256, help="Passages per run.")
     parser.add_argument("--per-request", type=int, default=8, help="Passages per request.")
     parser.add_argument("--concurrency", default="1,8,32", help="Requests in flight, a list.")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (both sides).")

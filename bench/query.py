@@ -126,6 +126,9 @@ async def run(args: argparse.Namespace) -> None:
         + ", ".join(f"{m} {100 * n / total:.0f}%" for m, n in sorted(mix.items()))
     )
 
+    if args.variants:
+        await plan_variants(container, tenant, kb, queries, qrels)
+
     print(f"\n{'latency (ms)':18} {'p50':>8} {'p95':>8}  {'cached p50':>10} {'cached p95':>10}")
     for mode in ("fast", "balanced", "deep"):
         uncached = []
@@ -149,12 +152,42 @@ async def run(args: argparse.Namespace) -> None:
     await container.aclose()
 
 
+async def plan_variants(
+    container: Any, tenant: Any, kb: Any, queries: dict[str, str], qrels: dict[str, set[str]]
+) -> None:
+    """Retrieval plans beside the shipped ones (quality only): what each stage buys."""
+    from shared.query.deadline import Deadline
+    from shared.query.retrieval import ModePlan
+
+    variants = {
+        "rrf pool 50": ModePlan("fast", 60_000, 100, 50, "rrf"),
+        "rrf pool 100": ModePlan("balanced", 60_000, 100, 100, "rrf"),
+        "scores pool 100": ModePlan("balanced", 60_000, 100, 100, "scores"),
+        "scores pool 200": ModePlan("deep", 60_000, 100, 200, "scores"),
+        "rrf 200 + expand": ModePlan("deep", 60_000, 100, 200, "rrf", expand=True),
+        "scores 200 + expand": ModePlan("deep", 60_000, 100, 200, "scores", expand=True),
+    }
+    space = container.kb_service.space(kb)
+    for name, plan in variants.items():
+        scores, recalls = [], []
+        for qid, text in queries.items():
+            found = await container.retriever.retrieve(
+                space, tenant, kb.id, text, plan, Deadline(60_000)
+            )
+            ranked = documents([h.chunk.document for h in found.hits])
+            scores.append(ndcg_at_10(ranked, qrels[qid]))
+            recalls.append(recall_at_100(ranked, qrels[qid]))
+        ndcg, recall = sum(scores) / len(scores), sum(recalls) / len(recalls)
+        print(f"  {name:22} {ndcg:8.4f} {recall:7.4f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", required=True, help="a data dir made by bench/ingest.py")
     parser.add_argument("--split", default="test", choices=["test", "train"])
     parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--variants", action="store_true", help="also compare retrieval plans")
     asyncio.run(run(parser.parse_args()))
 
 

@@ -50,6 +50,17 @@ def serve(
     )
 
 
+@app.command("gpu-endpoint")
+def gpu_endpoint(
+    host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8081).")] = None,
+) -> None:
+    """Run the model endpoint (embeddings, reranking, OCR) here: CUDA when present, else CPU."""
+    from gpu_endpoint.__main__ import serve as serve_endpoint
+
+    serve_endpoint(host=host, port=port)
+
+
 @app.command()
 def migrate(
     action: Annotated[str, typer.Argument(help="upgrade or downgrade")] = "upgrade",

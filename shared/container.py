@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from shared.adapters.gpu_endpoint_client import GpuEndpointClient
+    from shared.adapters.gpu_endpoint_http import GpuEndpointHttp
     from shared.db.ingestion_repository import IngestionRepository
     from shared.db.kb_repository import KbRepository
     from shared.db.query_repository import QueryRepository
@@ -135,14 +136,37 @@ class Container:
         self._created("gpu_endpoint", client.aclose)
         return client
 
+    @cached_property
+    def gpu_http(self) -> GpuEndpointHttp | None:
+        """One client for every model call to the GPU endpoint: one connection pool and one
+        circuit breaker, so embeddings, reranking and OCR fail fast together."""
+        models = self.settings.models
+        if models.provider != "gpu_endpoint" or not models.gpu_endpoint_url:
+            return None
+        from shared.adapters.circuit_breaker import CircuitBreaker
+        from shared.adapters.gpu_endpoint_http import GpuEndpointHttp
+
+        http = GpuEndpointHttp(
+            models.gpu_endpoint_url,
+            timeout_s=models.gpu_timeout_s,
+            retries=models.gpu_retries,
+            breaker=CircuitBreaker(
+                "gpu_endpoint",
+                failure_threshold=models.gpu_breaker_failures,
+                reset_timeout_s=models.gpu_breaker_reset_s,
+            ),
+        )
+        self._created("gpu_http", http.close)
+        return http
+
     # --- models (lazy: built on first use, never at start-up) ------------------------------
     @cached_property
     def embedder(self) -> Embedder:
         models = self.settings.models
-        if models.provider == "gpu_endpoint" and models.gpu_endpoint_url:
+        if self.gpu_http is not None:
             from shared.adapters.gpu_endpoint_embedder import GpuEndpointEmbedder
 
-            return GpuEndpointEmbedder(models.gpu_endpoint_url, model_name=models.embedding_model)
+            return GpuEndpointEmbedder(self.gpu_http, model_name=models.embedding_model)
         from shared.adapters.local_models import minilm_model_dir
         from shared.adapters.transformer_embedder import TransformerEmbedder
 
@@ -152,8 +176,14 @@ class Container:
 
     @cached_property
     def ocr(self) -> OcrEngine | None:
-        """Local OCR engine, or None when the OCR packages are not installed."""
+        """The GPU endpoint's OCR in the cloud; locally RapidOCR, or None when the OCR
+        packages are not installed."""
         import importlib.util
+
+        if self.gpu_http is not None:
+            from shared.adapters.gpu_endpoint_ocr import GpuEndpointOcr
+
+            return GpuEndpointOcr(self.gpu_http)
 
         if importlib.util.find_spec("rapidocr") is None:
             return None
@@ -220,12 +250,11 @@ class Container:
     @cached_property
     def reranker(self) -> Reranker | None:
         """The cross-encoder: on the GPU endpoint only (no local weights ship in a package)."""
-        models = self.settings.models
-        if models.provider != "gpu_endpoint" or not models.gpu_endpoint_url:
+        if self.gpu_http is None:
             return None
         from shared.adapters.gpu_endpoint_reranker import GpuEndpointReranker
 
-        reranker: Reranker = GpuEndpointReranker(models.gpu_endpoint_url)
+        reranker: Reranker = GpuEndpointReranker(self.gpu_http)
         return reranker
 
     @cached_property

@@ -80,6 +80,14 @@ class ModelSettings(BaseModel):
     )
     gpu_endpoint_url: str | None = Field(default=None, description="Base URL of the GPU endpoint.")
     embedding_model: str = Field(default="all-MiniLM-L6-v2", description="Default embedding model.")
+    gpu_timeout_s: float = Field(default=30.0, gt=0, description="GPU endpoint request timeout.")
+    gpu_retries: int = Field(default=2, ge=0, description="Retries of a failed GPU endpoint call.")
+    gpu_breaker_failures: int = Field(
+        default=5, ge=1, description="Consecutive failures that open the circuit."
+    )
+    gpu_breaker_reset_s: float = Field(
+        default=30.0, gt=0, description="An open circuit waits this long before a trial call."
+    )
     torch_threads: int = Field(
         default=0, ge=0, description="torch intra-op threads; 0 = one per core, set once."
     )

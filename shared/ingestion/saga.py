@@ -79,7 +79,9 @@ class IngestionSteps:
         self.deps = deps
 
     def definition(self) -> SagaDefinition:
-        transient = RetryPolicy(attempts=3, backoff_s=0.5)
+        # Waits of 1+2+4+8 s: long enough to ride out a model endpoint's open circuit
+        # breaker (it fails fast until its reset), after which the run fails and can resume.
+        transient = RetryPolicy(attempts=5, backoff_s=1.0)
         return SagaDefinition(
             SAGA_NAME,
             (

@@ -33,6 +33,8 @@ def test_migrate_and_health_on_embedded_defaults(
     tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("QUARRY_DATA_DIR", str(tmp_path))
+    # The first check starts Milvus Lite (a second or more on a busy machine).
+    monkeypatch.setenv("QUARRY_OBSERVABILITY__HEALTH_TIMEOUT_S", "60")
     runner = CliRunner()
     result = runner.invoke(app, ["migrate"])
     assert result.exit_code == 0, result.output
