@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from shared.ports.vector_store import VectorStore
     from shared.query.answer import AnswerGenerator
     from shared.query.cache import QueryCache
+    from shared.query.event_log import QueryEventLog
     from shared.query.retrieval import Retriever
     from shared.query.service import QueryService
     from shared.tuning.service import ThresholdProvider, TuningService
@@ -300,6 +301,17 @@ class Container:
         return QueryRepository(self.database)
 
     @cached_property
+    def query_event_log(self) -> QueryEventLog:
+        from shared.query.event_log import QueryEventLog
+
+        # In Lambda the process may freeze after the response: write each event at once.
+        event_log = QueryEventLog(
+            self.query_repository, max_buffer=1 if running_in_lambda() else 200
+        )
+        self._created("query_event_log", event_log.aclose)
+        return event_log
+
+    @cached_property
     def tuning_repository(self) -> TuningRepository:
         from shared.db.tuning_repository import TuningRepository
 
@@ -326,7 +338,7 @@ class Container:
             kbs=self.kb_service,
             retriever=self.retriever,
             cache=self.query_cache,
-            repository=self.query_repository,
+            events=self.query_event_log,
             thresholds=self.threshold_provider,
             plans=plans_from_settings(self.settings.query),
             generator=lambda: self.answer_generator,

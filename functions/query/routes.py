@@ -32,6 +32,7 @@ async def stats_queries(
     window_hours: Annotated[int, Query(ge=1, le=24 * 90)] = 24,
 ) -> dict[str, Any]:
     since = datetime.now(UTC) - timedelta(hours=window_hours)
+    await container.query_event_log.flush()  # include this process's buffered events
     rows = await container.query_repository.window(tenant_id, since)
     return {"window_hours": window_hours, **query_stats(rows)}
 

@@ -9,15 +9,16 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from shared.db.query_repository import QueryRepository
 from shared.errors import InvalidInput
 from shared.kb.service import KbService
 from shared.observability.metrics import MetricsSink
 from shared.query.answer import AnswerGenerator, extractive_answer, generated_answer
 from shared.query.cache import QueryCache, cache_key
 from shared.query.deadline import Deadline
+from shared.query.event_log import QueryEventLog
 from shared.query.retrieval import Hit, ModePlan, Retriever
 from shared.query.router import Mode, complexity, select_mode
 
@@ -49,7 +50,7 @@ class QueryService:
         kbs: KbService,
         retriever: Retriever,
         cache: QueryCache | None,
-        repository: QueryRepository,
+        events: QueryEventLog,
         thresholds: ThresholdSource,
         plans: dict[Mode, ModePlan],
         generator: Callable[[], AnswerGenerator | None],
@@ -60,7 +61,7 @@ class QueryService:
         self._kbs = kbs
         self._retriever = retriever
         self._cache = cache
-        self._repository = repository
+        self._events = events
         self._thresholds = thresholds
         self._plans = plans
         self._generator = generator
@@ -179,26 +180,22 @@ class QueryService:
         self._metrics.observe_ms("query_latency", result["latency_ms"], mode=mode, cache=cache)
         if result["degraded"]:
             self._metrics.increment("queries_degraded", mode=mode)
-        try:
-            await self._repository.log(
-                [
-                    {
-                        "id": uuid.uuid4(),
-                        "tenant_id": tenant_id,
-                        "kb_id": kb_id,
-                        "mode": mode,
-                        "complexity": result["complexity"],
-                        "latency_ms": result["latency_ms"],
-                        "stage_latencies_ms": result.get("stages_ms", {}),
-                        "cache": cache,
-                        "degraded": result["degraded"],
-                        "hit_count": len(result["hits"]),
-                        "query_text": request.query if self._log_text else None,
-                    }
-                ]
-            )
-        except Exception:  # the log must never fail a query
-            log.warning("could not log the query event", exc_info=True)
+        await self._events.add(
+            {
+                "id": uuid.uuid4(),
+                "tenant_id": tenant_id,
+                "kb_id": kb_id,
+                "created_at": datetime.now(UTC),
+                "mode": mode,
+                "complexity": result["complexity"],
+                "latency_ms": result["latency_ms"],
+                "stage_latencies_ms": result.get("stages_ms", {}),
+                "cache": cache,
+                "degraded": result["degraded"],
+                "hit_count": len(result["hits"]),
+                "query_text": request.query if self._log_text else None,
+            }
+        )
 
 
 def _with_top_k(plan: ModePlan, top_k: int) -> ModePlan:
