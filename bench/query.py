@@ -102,6 +102,10 @@ async def run(args: argparse.Namespace) -> None:
         ndcg, recall = sum(scores) / len(scores), sum(recalls) / len(recalls)
         print(f"{kind + '-only':18} {ndcg:8.4f} {recall:7.4f}")
 
+    if args.latency_only:
+        await latency(service, tenant, kb, queries)
+        await container.aclose()
+        return
     await baseline("keyword")
     await baseline("dense")
 
@@ -129,6 +133,13 @@ async def run(args: argparse.Namespace) -> None:
     if args.variants:
         await plan_variants(container, tenant, kb, queries, qrels)
 
+    await latency(service, tenant, kb, queries)
+    await container.aclose()
+
+
+async def latency(service: Any, tenant: Any, kb: Any, queries: dict[str, str]) -> None:
+    from shared.query.service import QueryRequest
+
     print(f"\n{'latency (ms)':18} {'p50':>8} {'p95':>8}  {'cached p50':>10} {'cached p95':>10}")
     for mode in ("fast", "balanced", "deep"):
         uncached = []
@@ -149,7 +160,6 @@ async def run(args: argparse.Namespace) -> None:
             f"{mode:18} {percentile(uncached, 0.5):8.1f} {percentile(uncached, 0.95):8.1f}  "
             f"{percentile(cached, 0.5):10.2f} {percentile(cached, 0.95):10.2f}"
         )
-    await container.aclose()
 
 
 async def plan_variants(
@@ -188,6 +198,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--variants", action="store_true", help="also compare retrieval plans")
+    parser.add_argument("--latency-only", action="store_true", help="skip the quality runs")
     asyncio.run(run(parser.parse_args()))
 
 
