@@ -2,14 +2,15 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= local,models,dev
+# cdk: aws-cdk-lib and cdk-nag for the infra tests (they need Node.js 20+ for jsii).
+EXTRAS ?= local,models,dev,cdk
 # torch==2.13.0 must be the CPU build: a plain PyPI torch is a multi-GB CUDA build.
 # /opt/wheels holds the CPU wheel on our machines; elsewhere pass
 # TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu".
 TORCH_PIP_ARGS ?= $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)-$(EXTRAS)
 
-.PHONY: install run test lint typecheck unit integration docs template clean
+.PHONY: install run test lint typecheck unit integration docs template layer synth clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +46,18 @@ integration: install
 
 docs: install
 	$(BIN)/quarry config docs
+
+## Regenerate template.yaml (for sam local) from the CDK app.
+template: install
+	$(BIN)/python infra/cdk/synth_template.py
+
+## Build the shared Lambda layer into layers/build/python (fails over 250 MB).
+layer: install
+	$(BIN)/python layers/build_layer.py
+
+## Synthesize the stack to infra/cdk/cdk.out (-c pairs via CDK_ARGS="-c stage=prod").
+synth: install
+	$(BIN)/python infra/cdk/app.py $(CDK_ARGS)
 
 clean:
 	rm -rf $(VENV) .quarry .pytest_cache .mypy_cache .ruff_cache coverage.xml .coverage

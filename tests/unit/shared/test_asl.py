@@ -1,0 +1,346 @@
+"""The saga → Amazon States Language compiler: structure, and executions on moto's interpreter.
+
+What moto does with the compiled machine (moto 5, ``stepfunctions.execute_state_machine``): it
+runs the ASL in its own interpreter (ported from LocalStack) and really invokes the Lambda task
+through its mocked Lambda API. Without a function it fails with
+``Lambda.ResourceNotFoundException``, which the step's Catch routes into compensation. With
+``lambda.use_docker`` off it never runs function code: its simple Lambda backend answers every
+invocation with the request body. These tests replace that backend's ``invoke`` with a fake saga
+function (no Docker, no network) to drive the success path, retries and the compensation chain.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+import zipfile
+from collections.abc import Iterator
+from typing import Any, cast
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.awslambda_simple.models import LambdaSimpleBackend
+
+from shared.errors import DependencyUnavailable
+from shared.ingestion.saga import IngestionDeps, IngestionSteps
+from shared.sagas.asl import (
+    FAIL_STATE,
+    LAMBDA_INVOKE,
+    SUCCEED_STATE,
+    client_error_names,
+    compile_saga,
+    error_names,
+)
+from shared.sagas.definition import RetryPolicy, SagaDefinition, SagaState, SagaStep
+
+pytestmark = pytest.mark.unit
+
+REGION = "eu-west-1"
+FUNCTION = "quarry-saga-test"
+FUNCTION_ARN = f"arn:aws:lambda:{REGION}:123456789012:function:{FUNCTION}"
+
+
+async def _noop(state: SagaState) -> None:
+    return None
+
+
+def four_step_saga() -> SagaDefinition:
+    return SagaDefinition(
+        "test",
+        (
+            SagaStep("a", _noop),
+            SagaStep("b", _noop, compensation=_noop),
+            SagaStep("c", _noop, compensation=_noop, retry=RetryPolicy(attempts=3, backoff_s=0.5)),
+            SagaStep("d", _noop),
+        ),
+    )
+
+
+def ingestion_saga() -> SagaDefinition:
+    # definition() only refers to the bound step methods; nothing runs, so no dependencies.
+    return IngestionSteps(cast(IngestionDeps, None)).definition()
+
+
+def _targets(state: dict[str, Any]) -> list[str]:
+    targets = [state["Next"]] if "Next" in state else []
+    return targets + [c["Next"] for c in state.get("Catch", [])]
+
+
+def _assert_well_formed(asl: dict[str, Any]) -> None:
+    states = asl["States"]
+    seen, pending = set(), [asl["StartAt"]]
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        assert name in states, f"{name} is referenced but not defined"
+        seen.add(name)
+        pending.extend(_targets(states[name]))
+    assert seen == set(states), "every state is reachable"
+    json.dumps(asl)  # plain JSON
+
+
+# --- structure ----------------------------------------------------------------------------------
+def test_four_step_saga_structure() -> None:
+    asl = compile_saga(four_step_saga(), FUNCTION_ARN, non_retryable_errors=["InvalidInput"])
+    _assert_well_formed(asl)
+    states = asl["States"]
+    assert asl["StartAt"] == "a"
+    assert set(states) == {
+        "a",
+        "b",
+        "c",
+        "d",
+        "compensate_c",
+        "compensate_b",
+        "Succeeded",
+        "Failed",
+    }
+    assert [states[s]["Next"] for s in "abcd"] == ["b", "c", "d", SUCCEED_STATE]
+    # Each failure point enters the reverse chain at its last compensable step (itself included).
+    catches = {s: states[s]["Catch"][0] for s in "abcd"}
+    assert {s: c["Next"] for s, c in catches.items()} == {
+        "a": FAIL_STATE,
+        "b": "compensate_b",
+        "c": "compensate_c",
+        "d": "compensate_c",
+    }
+    assert all(
+        c == {**c, "ErrorEquals": ["States.ALL"], "ResultPath": "$.error"} for c in catches.values()
+    )
+    assert states["compensate_c"]["Next"] == "compensate_b"
+    assert states["compensate_b"]["Next"] == FAIL_STATE
+    # A failed compensation does not stop the chain.
+    assert states["compensate_c"]["Catch"][0]["Next"] == "compensate_b"
+    assert states[SUCCEED_STATE] == {"Type": "Succeed"}
+    assert states[FAIL_STATE]["Type"] == "Fail"
+
+
+def test_task_invokes_the_function_and_replaces_the_state() -> None:
+    states = compile_saga(four_step_saga(), FUNCTION_ARN)["States"]
+    step = states["b"]
+    assert step["Type"] == "Task"
+    assert step["Resource"] == LAMBDA_INVOKE
+    assert step["Parameters"] == {
+        "FunctionName": FUNCTION_ARN,
+        "Payload": {"saga": "test", "step": "b", "state.$": "$.state"},
+    }
+    assert step["ResultSelector"] == {"state.$": "$.Payload"}
+    assert step["ResultPath"] == "$"
+    compensation = states["compensate_b"]
+    assert compensation["Parameters"]["Payload"] == {
+        "saga": "test",
+        "step": "b",
+        "state.$": "$.state",
+        "compensate": True,
+    }
+    assert compensation["ResultPath"] is None  # keeps $.state and $.error as they were
+
+
+def test_retry_policy_becomes_retriers() -> None:
+    states = compile_saga(four_step_saga(), FUNCTION_ARN, non_retryable_errors=["NotFound"])[
+        "States"
+    ]
+    lambda_errors, no_retry, step_errors = states["c"]["Retry"]
+    assert "Lambda.TooManyRequestsException" in lambda_errors["ErrorEquals"]
+    assert no_retry == {"ErrorEquals": ["NotFound"], "MaxAttempts": 0}
+    assert step_errors == {
+        "ErrorEquals": ["States.TaskFailed"],
+        "IntervalSeconds": 1,  # 0.5 s rounded up: ASL intervals are whole seconds
+        "MaxAttempts": 2,  # three attempts in all
+        "BackoffRate": 2.0,
+    }
+    # A single-attempt step retries only Lambda's own transient errors.
+    assert [r["ErrorEquals"][0] for r in states["a"]["Retry"]] == [lambda_errors["ErrorEquals"][0]]
+
+
+def test_error_names() -> None:
+    assert error_names([Exception]) == ["States.TaskFailed"]
+    assert error_names([DependencyUnavailable, TimeoutError]) == [
+        "DependencyUnavailable",
+        "TimeoutError",
+    ]
+    names = client_error_names()
+    assert {"InvalidInput", "NotFound", "RateLimited"} <= set(names)
+    assert "DependencyUnavailable" not in names
+
+
+def test_ingestion_saga_structure() -> None:
+    asl = compile_saga(ingestion_saga(), FUNCTION_ARN, non_retryable_errors=client_error_names())
+    _assert_well_formed(asl)
+    states = asl["States"]
+    order = ["extract", "register", "chunk", "embed", "index", "publish"]
+    assert asl["StartAt"] == "extract"
+    assert [states[s]["Next"] for s in order] == [*order[1:], SUCCEED_STATE]
+    assert {s: states[s]["Catch"][0]["Next"] for s in order} == {
+        "extract": FAIL_STATE,
+        "register": FAIL_STATE,
+        "chunk": FAIL_STATE,
+        "embed": FAIL_STATE,
+        "index": "compensate_index",
+        "publish": "compensate_index",
+    }
+    assert states["compensate_index"]["Next"] == FAIL_STATE
+    for step in ingestion_saga().steps:  # each step's own RetryPolicy
+        retriers = states[step.name]["Retry"]
+        if step.retry.attempts <= 1:
+            assert len(retriers) == 1  # Lambda's transient errors only
+            continue
+        assert retriers[-1]["ErrorEquals"] == ["States.TaskFailed"]
+        assert retriers[-1]["MaxAttempts"] == step.retry.attempts - 1
+        assert retriers[-1]["IntervalSeconds"] == max(1, math.ceil(step.retry.backoff_s))
+    assert {s.name for s in ingestion_saga().steps if s.retry.attempts > 1} == {
+        "embed",
+        "index",
+        "publish",
+    }
+
+
+@pytest.mark.parametrize("name", ["Succeeded", "Failed", "compensate_x", "", "x" * 80])
+def test_rejects_step_names_that_clash(name: str) -> None:
+    with pytest.raises(ValueError, match="step name"):
+        compile_saga(SagaDefinition("s", (SagaStep(name, _noop),)), FUNCTION_ARN)
+
+
+def test_rejects_an_empty_saga() -> None:
+    with pytest.raises(ValueError, match="no steps"):
+        compile_saga(SagaDefinition("s", ()), FUNCTION_ARN)
+
+
+# --- executions on moto -------------------------------------------------------------------------
+class FakeSagaFunction:
+    """Stands in for the ingestion Lambda: records each task, fails the steps it is told to."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bool]] = []
+        self.failures: dict[str, str] = {}  # step -> error type
+
+    def invoke(self, body: str, response_headers: dict[str, str]) -> bytes:
+        task = json.loads(body)
+        step, compensate = task["step"], bool(task.get("compensate"))
+        self.calls.append((step, compensate))
+        if not compensate and step in self.failures:
+            response_headers["x-amz-function-error"] = "Unhandled"
+            error = {"errorType": self.failures[step], "errorMessage": f"{step} failed"}
+            return json.dumps(error).encode()
+        state = dict(task["state"])
+        if not compensate:
+            state[f"{step}_done"] = True
+        return json.dumps(state).encode()
+
+
+@pytest.fixture
+def fake_function(monkeypatch: pytest.MonkeyPatch) -> FakeSagaFunction:
+    fake = FakeSagaFunction()
+
+    def invoke(
+        _backend: LambdaSimpleBackend,
+        _function_name: str,
+        _qualifier: str | None,
+        body: Any,
+        _headers: Any,
+        response_headers: dict[str, str],
+    ) -> bytes:
+        return fake.invoke(body, response_headers)
+
+    monkeypatch.setattr(LambdaSimpleBackend, "invoke", invoke)
+    return fake
+
+
+def _mock_aws(*, docker_lambda: bool) -> Any:
+    config: Any = {
+        "stepfunctions": {"execute_state_machine": True},
+        "lambda": {"use_docker": docker_lambda},
+    }
+    return mock_aws(config=config)
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    """Step Functions executes; Lambda is moto's simple backend (no Docker)."""
+    with _mock_aws(docker_lambda=False):
+        yield
+
+
+def _run(asl: dict[str, Any], state: SagaState, *, with_function: bool = True) -> dict[str, Any]:
+    iam = boto3.client("iam", region_name=REGION)
+    role = iam.create_role(RoleName="saga", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    if with_function:
+        archive = io.BytesIO()
+        with zipfile.ZipFile(archive, "w") as zf:
+            zf.writestr("handler.py", "def handler(event, context):\n    return event\n")
+        boto3.client("lambda", region_name=REGION).create_function(
+            FunctionName=FUNCTION,
+            Runtime="python3.12",
+            Role=role,
+            Handler="handler.handler",
+            Code={"ZipFile": archive.getvalue()},
+        )
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    machine = sfn.create_state_machine(name="saga", definition=json.dumps(asl), roleArn=role)
+    execution = sfn.start_execution(
+        stateMachineArn=machine["stateMachineArn"], input=json.dumps({"state": state})
+    )["executionArn"]
+    deadline = time.monotonic() + 30
+    while True:
+        described = cast(dict[str, Any], sfn.describe_execution(executionArn=execution))
+        if described["status"] != "RUNNING" or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    history = sfn.get_execution_history(executionArn=execution)["events"]
+    described["entered"] = [
+        e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e
+    ]
+    return described
+
+
+def test_moto_without_the_function_fails_into_the_fail_state() -> None:
+    asl = compile_saga(four_step_saga(), FUNCTION_ARN)
+    with _mock_aws(docker_lambda=True):  # never reached: there is no function to start
+        result = _run(asl, {"run_id": "r1"}, with_function=False)
+    assert result["status"] == "FAILED"
+    assert result["error"] == "SagaFailed"
+    assert result["entered"] == ["a", FAIL_STATE]
+
+
+@pytest.mark.usefixtures("aws")
+def test_moto_runs_every_step_and_returns_the_final_state(fake_function: FakeSagaFunction) -> None:
+    asl = compile_saga(ingestion_saga(), FUNCTION_ARN, non_retryable_errors=client_error_names())
+    result = _run(asl, {"run_id": "r1"})
+    assert result["status"] == "SUCCEEDED", result
+    steps = ["extract", "register", "chunk", "embed", "index", "publish"]
+    assert fake_function.calls == [(s, False) for s in steps]
+    output = json.loads(result["output"])
+    assert output == {"state": {"run_id": "r1", **{f"{s}_done": True for s in steps}}}
+
+
+@pytest.mark.usefixtures("aws")
+def test_moto_compensates_in_reverse_from_the_failed_step(
+    fake_function: FakeSagaFunction,
+) -> None:
+    fake_function.failures["d"] = "InvalidInput"  # a caller's error: not retried
+    asl = compile_saga(four_step_saga(), FUNCTION_ARN, non_retryable_errors=client_error_names())
+    result = _run(asl, {"run_id": "r1"})
+    assert result["status"] == "FAILED"
+    assert result["error"] == "SagaFailed"
+    assert fake_function.calls == [
+        ("a", False),
+        ("b", False),
+        ("c", False),
+        ("d", False),
+        ("c", True),
+        ("b", True),
+    ]
+    assert result["entered"][-3:] == ["compensate_c", "compensate_b", FAIL_STATE]
+
+
+@pytest.mark.usefixtures("aws")
+def test_moto_a_failed_step_is_compensated_itself(fake_function: FakeSagaFunction) -> None:
+    fake_function.failures["b"] = "NotFound"
+    asl = compile_saga(four_step_saga(), FUNCTION_ARN, non_retryable_errors=client_error_names())
+    result = _run(asl, {"run_id": "r1"})
+    assert result["status"] == "FAILED"
+    assert fake_function.calls == [("a", False), ("b", False), ("b", True)]
