@@ -103,14 +103,9 @@ async def upload_documents(
     if wait:
         result = await service.ingest_uploads(tenant_id, record.id, uploads)
         response.status_code = status.HTTP_200_OK
-        names = {u.name for u in uploads}
-        docs = [
-            d
-            for d in await container.kb_repository.list_documents(
-                tenant_id, record.id, limit=10_000
-            )
-            if d.name in names
-        ]
+        targets = result.run.state.get("targets", []) if result.run else []
+        names = [u.name for u in uploads] + [t["name"] for t in targets]
+        docs = await container.kb_repository.documents_named(tenant_id, record.id, names)
         return UploadOut(
             documents=[DocumentOut.model_validate(d) for d in docs],
             unchanged=result.unchanged,
