@@ -131,7 +131,7 @@ def main() -> None:
     )
 
     server, service, url = start_endpoint(args.threads, args.max_wait_ms)
-    direct = TransformerEmbedder(minilm_model_dir(), threads=args.threads)
+    direct = TransformerEmbedder(minilm_model_dir(), workers=args.threads)
     direct.embed(passages[:8])  # load and warm up
 
     def direct_rate() -> float:

@@ -118,7 +118,7 @@ class TorchEmbeddingRunner:
                 model_name=self._model_name,
                 dimension=self._dimension,
                 max_tokens=self._max_tokens,
-                threads=self._threads,
+                workers=self._threads,
             )
         else:
             from sentence_transformers import SentenceTransformer

@@ -172,7 +172,7 @@ class Container:
         from shared.adapters.transformer_embedder import TransformerEmbedder
 
         return TransformerEmbedder(
-            minilm_model_dir(), model_name=models.embedding_model, threads=models.torch_threads
+            minilm_model_dir(), model_name=models.embedding_model, workers=models.torch_threads
         )
 
     @cached_property

@@ -89,7 +89,10 @@ class ModelSettings(BaseModel):
         default=30.0, gt=0, description="An open circuit waits this long before a trial call."
     )
     torch_threads: int = Field(
-        default=0, ge=0, description="torch intra-op threads; 0 = one per core, set once."
+        default=0,
+        ge=0,
+        description="Embedding worker threads, each running torch with one intra-op thread; "
+        "0 = one per core.",
     )
 
 
