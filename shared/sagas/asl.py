@@ -55,13 +55,16 @@ Asl = dict[str, Any]
 
 
 def client_error_names() -> tuple[str, ...]:
-    """Names of Quarry's errors that a caller caused (HTTP status below 500): not worth a retry."""
+    """Names of Quarry's errors that a caller caused (HTTP status below 500): not worth a retry.
+
+    Only the classes of ``shared.errors``: walking every loaded subclass would make the compiled
+    machine depend on which modules happen to be imported (and saga steps raise these)."""
     names: list[str] = []
     pending: list[type[QuarryError]] = list(QuarryError.__subclasses__())
     while pending:
         cls = pending.pop()
         pending.extend(cls.__subclasses__())
-        if cls.status_code < 500:
+        if cls.__module__ == QuarryError.__module__ and cls.status_code < 500:
             names.append(cls.__name__)
     return tuple(sorted(set(names)))
 
