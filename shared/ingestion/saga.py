@@ -12,7 +12,6 @@ The same step functions are what the Step Functions state machine invokes in the
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import io
 import json
 import logging
@@ -25,8 +24,15 @@ import numpy as np
 
 from shared.db.ingestion_repository import DocumentSpec, IngestionRepository, Publication
 from shared.errors import QuarryError
+from shared.ingestion.artifacts import (
+    document_from_json,
+    document_to_json,
+    dumps,
+    is_jsonl,
+    page_count,
+    text_hash,
+)
 from shared.ingestion.chunking import chunk_document
-from shared.ingestion.documents import ExtractedDocument, ExtractedSection
 from shared.ingestion.extraction import ExtractionLimits, extract
 from shared.ports.blob_store import BlobStore
 from shared.ports.embedder import Embedder
@@ -126,19 +132,19 @@ class IngestionSteps:
                 continue
             single = len(extracted) == 1
             for doc in extracted:
-                record = _document_to_json(doc)
+                record = document_to_json(doc)
                 # One upload, one document: its name is the upload's (relative path).
                 # JSON Lines: each record is a document named by its ``_id``.
-                record["name"] = item["name"] if single and not _is_jsonl(item) else doc.name
+                record["name"] = item["name"] if single and not is_jsonl(item) else doc.name
                 record["content_hash"] = (
-                    item["content_hash"] if single else _text_hash(doc.text, doc.title)
+                    item["content_hash"] if single else text_hash(doc.text, doc.title)
                 )
                 record["size_bytes"] = item["size"] if single else len(doc.text.encode())
                 record["blob_key"] = item["blob_key"]
                 record["force"] = bool(item.get("force"))
                 record["source"] = item["name"]
                 documents.append(record)
-        await self.deps.blobs.put(self._key(state, "extracted.json"), _dumps(documents))
+        await self.deps.blobs.put(self._key(state, "extracted.json"), dumps(documents))
         return {"failures": failures, "extracted_count": len(documents)}
 
     # --- register --------------------------------------------------------------------------
@@ -195,8 +201,8 @@ class IngestionSteps:
         for target, record in zip(state["targets"], documents, strict=True):
             if target["unchanged"]:
                 continue
-            doc = _document_from_json(record)
-            pages[target["document_id"]] = _page_count(doc)
+            doc = document_from_json(record)
+            pages[target["document_id"]] = page_count(doc)
             chunks = await asyncio.to_thread(
                 chunk_document,
                 doc,
@@ -217,7 +223,7 @@ class IngestionSteps:
                         "search_text": f"{heading}\n{chunk.text}" if heading else chunk.text,
                     }
                 )
-        await self.deps.blobs.put(self._key(state, "chunks.json"), _dumps(rows))
+        await self.deps.blobs.put(self._key(state, "chunks.json"), dumps(rows))
         return {"chunk_count": len(rows), "page_counts": pages}
 
     # --- embed -----------------------------------------------------------------------------
@@ -361,42 +367,3 @@ def _changed_targets(state: SagaState) -> dict[uuid.UUID, int]:
         for t in state.get("targets", [])
         if not t["unchanged"]
     }
-
-
-def _is_jsonl(item: dict[str, Any]) -> bool:
-    name = str(item["name"]).lower()
-    return name.endswith((".jsonl", ".ndjson")) or "jsonl" in str(item.get("media_type") or "")
-
-
-def _text_hash(text: str, title: str) -> str:
-    return hashlib.sha256(f"{title}\n{text}".encode()).hexdigest()
-
-
-def _page_count(doc: ExtractedDocument) -> int | None:
-    pages = {s.page for s in doc.sections if s.page is not None}
-    return max(pages) if pages else None
-
-
-def _document_to_json(doc: ExtractedDocument) -> dict[str, Any]:
-    # PostgreSQL text cannot hold NUL characters, which do turn up in real files.
-    return {
-        "name": doc.name,
-        "title": doc.title.replace("\x00", ""),
-        "media_type": doc.media_type,
-        "ocr_pages": doc.ocr_pages,
-        "sections": [{**asdict(s), "text": s.text.replace("\x00", "")} for s in doc.sections],
-    }
-
-
-def _document_from_json(record: dict[str, Any]) -> ExtractedDocument:
-    return ExtractedDocument(
-        name=record["name"],
-        title=record["title"],
-        media_type=record["media_type"],
-        sections=[ExtractedSection(**s) for s in record["sections"]],
-        ocr_pages=record.get("ocr_pages", 0),
-    )
-
-
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
