@@ -188,9 +188,21 @@ class IngestionRepository:
         transaction; bumps the KB version. Returns each document's previous generation."""
         previous: dict[uuid.UUID, int] = {}
         async with self._db.session() as session:
+            # Set-based: one read of the documents and one delete, not one per document.
+            documents = {
+                d.id: d
+                for d in (
+                    await session.scalars(
+                        select(Document).where(
+                            Document.tenant_id == tenant_id,
+                            Document.id.in_([p.document_id for p in publications]),
+                        )
+                    )
+                ).all()
+            }
             for pub in publications:
-                doc = await session.get(Document, pub.document_id)
-                if doc is None or doc.tenant_id != tenant_id:
+                doc = documents.get(pub.document_id)
+                if doc is None:
                     continue
                 previous[doc.id] = doc.generation
                 doc.generation = pub.generation
@@ -199,11 +211,17 @@ class IngestionRepository:
                 doc.page_count = pub.page_count
                 doc.content_hash = content_hashes.get(doc.id, doc.content_hash)
                 doc.error_code = doc.error_message = None
-                await session.execute(
-                    delete(Chunk).where(
-                        Chunk.document_id == doc.id, Chunk.generation != pub.generation
-                    )
-                )
+            await session.flush()
+            published = (
+                select(Document.generation)
+                .where(Document.id == Chunk.document_id)
+                .scalar_subquery()
+            )
+            await session.execute(
+                delete(Chunk)
+                .where(Chunk.document_id.in_(list(previous)), Chunk.generation != published)
+                .execution_options(synchronize_session=False)
+            )
             if previous:
                 await bump_version(session, kb_id)
         return previous
