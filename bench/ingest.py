@@ -116,6 +116,8 @@ async def run(args: argparse.Namespace) -> None:
     stages = await step_durations(container, result.run.id)
     if args.keyword_only:
         print(f"ingested {docs} documents in {total_s:.1f} s without embeddings")
+        for name, seconds in stages.items():
+            print(f"  stage {name:9}  {seconds:7.2f} s")
         await keyword_quality(container, tenant, kb, load_current_chunks)
         await container.aclose()
         return
