@@ -9,6 +9,9 @@ Written here rather than taken from pybreaker, the maintained option: pybreaker 
 for the whole duration of every call, which would serialise all concurrent requests to the GPU
 endpoint, and its clock is the wall clock, which cannot be injected for tests. This one holds its
 lock only to update its counters and reads an injectable monotonic clock.
+
+Each time it opens it counts one ``circuit_open`` (dimension ``endpoint``: its name) on the
+metrics sink it was given; the CloudWatch alarm on breaker trips watches that metric.
 """
 
 from __future__ import annotations
@@ -18,10 +21,16 @@ import threading
 import time
 from collections.abc import Callable
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from shared.errors import DependencyUnavailable
 
+if TYPE_CHECKING:
+    from shared.observability.metrics import MetricsSink
+
 log = logging.getLogger(__name__)
+
+CIRCUIT_OPEN_METRIC = "circuit_open"
 
 
 class BreakerState(StrEnum):
@@ -50,6 +59,7 @@ class CircuitBreaker:
         reset_timeout_s: float = 30.0,
         half_open_max_calls: int = 1,
         clock: Callable[[], float] = time.monotonic,
+        metrics: MetricsSink | None = None,
     ) -> None:
         if failure_threshold < 1 or half_open_max_calls < 1 or reset_timeout_s <= 0:
             raise ValueError("need failure_threshold >= 1, half_open_max_calls >= 1, timeout > 0")
@@ -58,6 +68,7 @@ class CircuitBreaker:
         self._reset_timeout_s = reset_timeout_s
         self._half_open_max = half_open_max_calls
         self._clock = clock
+        self._metrics = metrics
         self._lock = threading.Lock()
         self._state = BreakerState.CLOSED
         self._failures = 0
@@ -100,14 +111,18 @@ class CircuitBreaker:
             if state is BreakerState.OPEN:
                 return
             self._failures += 1
-            if state is BreakerState.HALF_OPEN or self._failures >= self._threshold:
-                self._state, self._opened_at, self._trials = BreakerState.OPEN, self._clock(), 0
-                log.warning(
-                    "circuit %s opened after %d consecutive failures",
-                    self.name,
-                    self._failures,
-                    extra={"endpoint": self.name, "reset_timeout_s": self._reset_timeout_s},
-                )
+            if state is not BreakerState.HALF_OPEN and self._failures < self._threshold:
+                return
+            self._state, self._opened_at, self._trials = BreakerState.OPEN, self._clock(), 0
+            failures = self._failures
+        log.warning(
+            "circuit %s opened after %d consecutive failures",
+            self.name,
+            failures,
+            extra={"endpoint": self.name, "reset_timeout_s": self._reset_timeout_s},
+        )
+        if self._metrics is not None:
+            self._metrics.increment(CIRCUIT_OPEN_METRIC, endpoint=self.name)
 
     def _current(self) -> BreakerState:
         """The state, moving open to half-open once the pause is over (caller holds the lock)."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.adapters.gpu_endpoint_http import GpuEndpointHttp, as_http
+from shared.adapters.gpu_endpoint_http import as_transport
+from shared.adapters.gpu_endpoint_transport import GpuEndpointTransport
 from shared.errors import DependencyUnavailable
 from shared.ports.embedder import Vectors
 
@@ -15,13 +16,13 @@ DEFAULT_MAX_TEXTS_PER_REQUEST = 256
 class GpuEndpointEmbedder:
     def __init__(
         self,
-        endpoint: GpuEndpointHttp | str,
+        endpoint: GpuEndpointTransport | str,
         *,
         model_name: str,
         dimension: int = 384,
         max_texts_per_request: int = DEFAULT_MAX_TEXTS_PER_REQUEST,
     ) -> None:
-        self._http = as_http(endpoint)
+        self._endpoint = as_transport(endpoint)
         self._model_name = model_name
         self._dimension = dimension
         self._per_request = max_texts_per_request
@@ -44,7 +45,7 @@ class GpuEndpointEmbedder:
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
     def _embed_part(self, texts: list[str]) -> Vectors:
-        body = self._http.post("/embed", {"texts": texts, "model": self._model_name})
+        body = self._endpoint.post("/embed", {"texts": texts, "model": self._model_name})
         vectors = np.asarray(body.get("vectors"), dtype=np.float32)
         if vectors.shape != (len(texts), self._dimension):
             raise DependencyUnavailable(

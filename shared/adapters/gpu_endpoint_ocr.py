@@ -8,21 +8,22 @@ from typing import Any
 
 from PIL import Image
 
-from shared.adapters.gpu_endpoint_http import GpuEndpointHttp, as_http
+from shared.adapters.gpu_endpoint_http import as_transport
+from shared.adapters.gpu_endpoint_transport import GpuEndpointTransport
 from shared.errors import DependencyUnavailable
 from shared.ports.ocr import OcrLine
 
 
 class GpuEndpointOcr:
-    def __init__(self, endpoint: GpuEndpointHttp | str) -> None:
-        self._http = as_http(endpoint)
+    def __init__(self, endpoint: GpuEndpointTransport | str) -> None:
+        self._endpoint = as_transport(endpoint)
 
     def recognize(self, image: Image.Image) -> list[OcrLine]:
         buffer = io.BytesIO()
         # PNG: lossless, so the endpoint reads exactly the pixels the extractor rendered.
         image.convert("RGB").save(buffer, format="PNG")
         encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
-        body = self._http.post("/ocr", {"image_base64": encoded})
+        body = self._endpoint.post("/ocr", {"image_base64": encoded})
         try:
             return [_line(raw) for raw in body["lines"]]
         except (KeyError, TypeError, ValueError) as exc:

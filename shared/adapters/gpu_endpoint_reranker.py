@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from shared.adapters.gpu_endpoint_http import GpuEndpointHttp, as_http
+from shared.adapters.gpu_endpoint_http import as_transport
+from shared.adapters.gpu_endpoint_transport import GpuEndpointTransport
 from shared.errors import DependencyUnavailable
 
 DEFAULT_MAX_PASSAGES_PER_REQUEST = 256
@@ -13,12 +14,12 @@ DEFAULT_MAX_PASSAGES_PER_REQUEST = 256
 class GpuEndpointReranker:
     def __init__(
         self,
-        endpoint: GpuEndpointHttp | str,
+        endpoint: GpuEndpointTransport | str,
         *,
         model_name: str = "cross-encoder",
         max_passages_per_request: int = DEFAULT_MAX_PASSAGES_PER_REQUEST,
     ) -> None:
-        self._http = as_http(endpoint)
+        self._endpoint = as_transport(endpoint)
         self._model_name = model_name
         self._per_request = max_passages_per_request
 
@@ -30,7 +31,7 @@ class GpuEndpointReranker:
         scores: list[float] = []
         for start in range(0, len(passages), self._per_request):
             part = passages[start : start + self._per_request]
-            body = self._http.post("/rerank", {"query": query, "passages": part})
+            body = self._endpoint.post("/rerank", {"query": query, "passages": part})
             got = body.get("scores")
             if not isinstance(got, list) or len(got) != len(part):
                 raise DependencyUnavailable(

@@ -13,13 +13,18 @@ from alembic.config import Config
 from shared.db.engine import ensure_sqlite_dir
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# The alembic Config attribute holding the per-connection password maker.
+PASSWORD_ATTRIBUTE = "quarry.password"  # noqa: S105
 
 
-def alembic_config(url: str) -> Config:
+def alembic_config(url: str, password: Callable[[], str] | None = None) -> Config:
+    """``password``: made for each connection (IAM database authentication), see env.py."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     # ConfigParser interpolation treats % specially (URL-encoded passwords contain it).
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    if password is not None:
+        cfg.attributes[PASSWORD_ATTRIBUTE] = password
     return cfg
 
 
@@ -35,10 +40,12 @@ def _outside_event_loop(run: Callable[[], None]) -> None:
         pool.submit(run).result()
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "head", *, password: Callable[[], str] | None = None) -> None:
     ensure_sqlite_dir(url)
-    _outside_event_loop(lambda: command.upgrade(alembic_config(url), revision))
+    _outside_event_loop(lambda: command.upgrade(alembic_config(url, password), revision))
 
 
-def downgrade(url: str, revision: str = "base") -> None:
-    _outside_event_loop(lambda: command.downgrade(alembic_config(url), revision))
+def downgrade(
+    url: str, revision: str = "base", *, password: Callable[[], str] | None = None
+) -> None:
+    _outside_event_loop(lambda: command.downgrade(alembic_config(url, password), revision))

@@ -16,6 +16,7 @@ from shared.ingestion.extraction import detect_kind
 from shared.ingestion.s3_events import object_key
 from shared.ingestion.saga import IngestionSteps, run_prefix
 from shared.ports.event_bus import DomainEvent
+from shared.ports.saga_launcher import SagaLauncher
 from shared.sagas.definition import SagaDefinition
 from shared.sagas.runner import SagaRunner, SagaRunRecord
 
@@ -55,13 +56,15 @@ class IngestionService:
         *,
         steps: IngestionSteps,
         runner: SagaRunner,
+        launcher: SagaLauncher,
         kbs: KbRepository,
         repository: IngestionRepository,
         max_file_bytes: int,
     ) -> None:
         self.steps = steps
         self.definition: SagaDefinition = steps.definition()
-        self._runner = runner
+        self._runner = runner  # loads and resumes runs
+        self._launcher = launcher  # starts them: in-process, or on Step Functions
         self._kbs = kbs
         self._repository = repository
         self._max_file_bytes = max_file_bytes
@@ -139,7 +142,7 @@ class IngestionService:
     ) -> IngestResult:
         if not items:
             return IngestResult(run=None, unchanged=unchanged)
-        run = await self._runner.start(
+        run = await self._launcher.start(
             self.definition,
             tenant_id=tenant_id,
             kb_id=kb_id,
@@ -163,7 +166,10 @@ class IngestionService:
 
     async def _finish(self, run: SagaRunRecord) -> None:
         """A run that did not succeed marks the documents it was processing as failed; one that
-        did drops its private artifacts (kept until then so a failed run can resume)."""
+        did drops its private artifacts (kept until then so a failed run can resume). A run
+        still ``running`` goes on elsewhere (Step Functions): nothing to do yet."""
+        if run.status == "running":
+            return
         if run.status == "succeeded":
             prefix = run_prefix(run.state["tenant_id"], run.state["kb_id"], run.state["run_id"])
             try:

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class StorageEventOutcome:
     ingested: list[str] = field(default_factory=list)
+    started: list[str] = field(default_factory=list)  # their saga runs on: Step Functions
     failed: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
@@ -53,6 +54,10 @@ async def handle_storage_event(
     for (tenant_id, kb_id), changes in batches.items():
         objects = [StoredObject(c.name, c.key, c.size or 0) for c in changes]
         result = await ingestion.ingest_stored(tenant_id, kb_id, objects)
+        if result.run is not None and result.run.status == "running":
+            outcome.started.extend(o.name for o in objects if o.name not in result.unchanged)
+            outcome.ingested.extend(result.unchanged)
+            continue
         failed = {f["name"] for f in result.failures}
         if result.run is not None and result.run.status != "succeeded":
             failed |= {o.name for o in objects}

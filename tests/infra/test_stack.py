@@ -8,6 +8,10 @@ from typing import Any
 
 import pytest
 
+from shared.adapters.circuit_breaker import CIRCUIT_OPEN_METRIC, CircuitBreaker
+from shared.adapters.gpu_endpoint_transport import GPU_ENDPOINT_BREAKER
+from shared.domains import DOMAIN_CAPABILITIES
+from shared.observability.metrics import EmfMetrics
 from shared.sagas.asl import client_error_names, compile_saga
 from tests.infra.conftest import Synthesized
 
@@ -73,7 +77,13 @@ def test_function_environment_selects_the_aws_adapters(dev: Synthesized) -> None
             '{"Fn::Join": ["", ["rediss://'
         )
         assert ("QUARRY_AWS__JWT_SECRET_ARN" in env) == (domain == "auth")
+        assert ("QUARRY_AWS__API_KEY_PEPPER_SECRET_ARN" in env) == (domain == "auth")
         assert "QUARRY_AWS__DB_SECRET_ARN" in env
+        assert env["QUARRY_DOMAIN"] == domain  # the aws profile checks what the domain uses
+        assert env["QUARRY_AWS__GPU_ENDPOINT_NAME"] == "quarry-dev-gpu"
+        provider_secrets = "provider_secrets" in DOMAIN_CAPABILITIES[domain]
+        assert (env.get("QUARRY_AUTH__SECRETS_CIPHER") == "kms") == provider_secrets
+        assert ("QUARRY_AUTH__KMS_KEY_ID" in env) == provider_secrets
 
 
 def test_no_secret_value_in_the_template(dev: Synthesized) -> None:
@@ -97,6 +107,30 @@ def test_no_secret_value_in_the_template(dev: Synthesized) -> None:
 
 
 # --- HTTP API -----------------------------------------------------------------------------------
+def test_one_deploy_generates_the_auth_secrets_only_auth_reads(dev: Synthesized) -> None:
+    """Nothing to set by hand: the signing key is generated into ``{jwt_secret}``, the pepper is
+    the generated string itself (as ``shared.adapters.aws_secrets_source`` reads them)."""
+    secrets = {
+        secret["Properties"]["Name"]: (logical_id, secret["Properties"]["GenerateSecretString"])
+        for logical_id, secret in dev.resources("AWS::SecretsManager::Secret").items()
+    }
+    jwt_id, jwt = secrets["quarry-dev/jwt-signing-key"]
+    assert (jwt["SecretStringTemplate"], jwt["GenerateStringKey"]) == ("{}", "jwt_secret")
+    pepper_id, pepper = secrets["quarry-dev/api-key-pepper"]
+    assert "SecretStringTemplate" not in pepper
+    for generated in (jwt, pepper):
+        assert generated["PasswordLength"] >= 48
+        assert generated["ExcludePunctuation"] is True
+    for logical_id in (jwt_id, pepper_id):
+        readers = [
+            owner
+            for statement, owner in _statements(dev)
+            if {"Ref": logical_id} in _as_list(statement["Resource"])
+        ]
+        assert readers
+        assert all("AuthServiceRole" in owner for owner in readers), readers
+
+
 def test_http_api_with_a_lambda_authorizer(dev: Synthesized) -> None:
     dev.template.has_resource_properties("AWS::ApiGatewayV2::Api", {"ProtocolType": "HTTP"})
     (authorizer,) = dev.resources("AWS::ApiGatewayV2::Authorizer").values()
@@ -268,6 +302,50 @@ def test_alarms(dev: Synthesized) -> None:
     dev.template.resource_count_is("AWS::CloudWatch::Dashboard", 1)
 
 
+def test_the_breaker_alarm_watches_the_metric_the_breaker_emits(
+    dev: Synthesized, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a tripped breaker writes as EMF in each GPU-calling function is what the alarm
+    reads: same namespace, metric name and dimension set."""
+    (alarm,) = [
+        a["Properties"]
+        for a in dev.resources("AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["AlarmName"] == "quarry-dev-circuit-open"
+    ]
+    watched = {
+        (
+            m["MetricStat"]["Metric"]["Namespace"],
+            m["MetricStat"]["Metric"]["MetricName"],
+            frozenset((d["Name"], d["Value"]) for d in m["MetricStat"]["Metric"]["Dimensions"]),
+        )
+        for m in alarm["Metrics"]
+        if "MetricStat" in m
+    }
+    emitted = set()
+    for domain, props in _functions(dev).items():
+        if "models" not in DOMAIN_CAPABILITIES[domain]:
+            continue
+        namespace = props["Environment"]["Variables"]["QUARRY_OBSERVABILITY__METRICS_NAMESPACE"]
+        breaker = CircuitBreaker(
+            GPU_ENDPOINT_BREAKER, failure_threshold=1, metrics=EmfMetrics(namespace, domain)
+        )
+        breaker.record_failure()
+        document = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        (directive,) = document["_aws"]["CloudWatchMetrics"]
+        (dimensions,) = directive["Dimensions"]
+        (metric,) = directive["Metrics"]
+        assert metric["Name"] == CIRCUIT_OPEN_METRIC
+        emitted.add(
+            (
+                directive["Namespace"],
+                metric["Name"],
+                frozenset((name, document[name]) for name in dimensions),
+            )
+        )
+    assert len(emitted) == 3
+    assert watched == emitted
+
+
 # --- IAM ----------------------------------------------------------------------------------------
 def _statements(synth: Synthesized) -> list[tuple[dict[str, Any], str]]:
     found: list[tuple[dict[str, Any], str]] = []
@@ -328,6 +406,12 @@ def test_prod_protects_its_data(prod: Synthesized) -> None:
     ]
     assert buckets[0]["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
     assert buckets[0]["DeletionPolicy"] == "Retain"
+    retained_secrets = {
+        secret["Properties"]["Name"]
+        for secret in prod.resources("AWS::SecretsManager::Secret").values()
+        if secret["DeletionPolicy"] == "Retain"
+    }  # the pepper is in every API key hash: losing it invalidates every key
+    assert {"quarry-prod/jwt-signing-key", "quarry-prod/api-key-pepper"} <= retained_secrets
     prod.template.resource_count_is("AWS::EC2::NatGateway", 2)
     prod.template.resource_count_is("AWS::RDS::DBInstance", 2)  # writer + reader
     assert not any(

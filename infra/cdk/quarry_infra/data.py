@@ -1,6 +1,8 @@
 """Stateful data services and their secrets: Aurora PostgreSQL Serverless v2 behind RDS Proxy,
-ElastiCache Serverless (Valkey or Redis OSS, TLS and a password user), and the Secrets Manager
-secrets the functions resolve at run time (database, cache, Milvus, JWT signing key).
+ElastiCache Serverless (Valkey or Redis OSS, TLS and a password user), the Secrets Manager
+secrets the functions resolve at cold start (database, cache, Milvus, JWT signing key, API key
+pepper; see ``shared.adapters.aws_secrets_source``), and the KMS key of tenants' provider
+secrets.
 
 Secrets never appear in the template: functions get secret ARNs, the ElastiCache user gets its
 password through a CloudFormation dynamic reference.
@@ -13,6 +15,7 @@ import json
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticache as elasticache
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_rds as rds
 from aws_cdk import aws_secretsmanager as secretsmanager
@@ -32,6 +35,10 @@ ROTATION_REASON = (
     "Rotation is not wired yet: it needs the Secrets Manager rotation application (a SAM "
     "transform) and functions that re-read the secret on an authentication failure. Rotate "
     "by hand (put-secret-value) until then; functions read the secret at cold start."
+)
+PEPPER_ROTATION_REASON = (
+    "The pepper is part of every stored API key hash: a new pepper would invalidate every API "
+    "key, so it is generated once and never rotated."
 )
 
 
@@ -57,18 +64,42 @@ class Data(Construct):
             ),
             removal_policy=config.removal_policy,
         )
+        # Secrets Manager generates one value per secret, hence two secrets.
         self.jwt_secret = secretsmanager.Secret(
             self,
             "JwtSecret",
             secret_name=f"{config.prefix}/jwt-signing-key",
-            description="HS256 signing key of Quarry's access and refresh tokens",
+            description="Quarry's token signing secret: {jwt_secret}, the HS256 signing key (at "
+            "least 32 bytes).",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                secret_string_template=json.dumps({}),
+                generate_string_key="jwt_secret",
+                password_length=64,
+                exclude_punctuation=True,
+            ),
+            removal_policy=config.removal_policy,
+        )
+        self.api_key_pepper_secret = secretsmanager.Secret(
+            self,
+            "ApiKeyPepperSecret",
+            secret_name=f"{config.prefix}/api-key-pepper",
+            description="Quarry's API key pepper (the secret string itself, at least 32 bytes), "
+            "part of every stored API key hash: never change it.",
             generate_secret_string=secretsmanager.SecretStringGenerator(
                 password_length=64, exclude_punctuation=True
             ),
             removal_policy=config.removal_policy,
         )
+        self.provider_secrets_key = kms.Key(
+            self,
+            "ProviderSecretsKey",
+            description="Quarry tenants' provider secrets (envelope encryption)",
+            enable_key_rotation=True,
+            removal_policy=config.removal_policy,
+        )
         for secret in (self.milvus_secret, self.jwt_secret):
             suppress(secret, "AwsSolutions-SMG4", ROTATION_REASON)
+        suppress(self.api_key_pepper_secret, "AwsSolutions-SMG4", PEPPER_ROTATION_REASON)
 
     # --- Aurora + RDS Proxy ---------------------------------------------------------------------
     def _database(self) -> None:

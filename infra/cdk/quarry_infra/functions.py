@@ -1,7 +1,7 @@
 """The six domain functions, all made by one factory: same runtime, code asset (``functions/`` +
 ``shared/``), shared dependency layer, VPC placement, security group, JSON logs, X-Ray tracing,
 log retention and async-invocation DLQ; per domain only memory, timeout, reserved concurrency,
-a few environment variables and the IAM grants of ``ACCESS`` differ.
+a few environment variables and the IAM grants of its capabilities (``shared.domains``) differ.
 
 Every grant names its actions and resources: no wildcard actions, object access limited to the
 prefixes the domain touches.
@@ -28,6 +28,7 @@ from quarry_infra.gpu import GpuEndpoint
 from quarry_infra.nag import suppress
 from quarry_infra.network import Network
 from quarry_infra.storage import DOCUMENTS_PREFIX, RUNS_PREFIX, Storage, dead_letter_queue
+from shared.domains import DOMAIN_CAPABILITIES, Capability, Domain
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 LAYER_DIR = Path("layers/build")  # holds python/: what build_layer.py produces
@@ -37,7 +38,7 @@ METRICS_NAMESPACE = "Quarry"
 
 @dataclass(frozen=True)
 class DomainSpec:
-    name: str
+    name: Domain
     description: str
     memory_mb: int
     timeout_s: int
@@ -60,17 +61,6 @@ DOMAIN_SPECS: tuple[DomainSpec, ...] = (
     DomainSpec("ingestion", "Quarry ingestion: S3 events and the saga's steps", 3008, 900),
     DomainSpec("tuning", "Quarry tuning: the router's thresholds", 1024, 300),
 )
-
-# What each domain may reach. db/cache/vectors: the secret of that service (every function also
-# gets its non-secret URL); the rest: IAM grants on the resource.
-ACCESS: dict[str, frozenset[str]] = {
-    "query": frozenset({"db", "cache", "vectors", "models"}),
-    "workflows": frozenset({"db", "cache", "vectors", "models", "events"}),
-    "kb_admin": frozenset({"db", "cache", "vectors", "documents", "events", "sagas"}),
-    "auth": frozenset({"db", "cache", "jwt"}),
-    "ingestion": frozenset({"db", "cache", "vectors", "models", "documents", "events", "sagas"}),
-    "tuning": frozenset({"db", "cache", "events"}),
-}
 
 
 class Functions(Construct):
@@ -160,9 +150,10 @@ class Functions(Construct):
         return function
 
     def _environment(self, spec: DomainSpec) -> dict[str, str]:
-        data, access = self._data, ACCESS[spec.name]
+        data, access = self._data, DOMAIN_CAPABILITIES[spec.name]
         env = {
             "QUARRY_PROFILE": "aws",
+            "QUARRY_DOMAIN": spec.name,
             "QUARRY_DB__URL": data.database_url,
             "QUARRY_CACHE__REDIS_URL": data.redis_url,
             "QUARRY_MODELS__PROVIDER": "gpu_endpoint",
@@ -182,27 +173,34 @@ class Functions(Construct):
         if self._config.milvus_uri:  # not secret; the secret holds it too, with the token
             env["QUARRY_VECTORS__MILVUS_URI"] = self._config.milvus_uri
         # Secrets by ARN only: the function reads them at cold start.
-        for capability, (name, secret) in self._secrets().items():
+        for capability, name, secret in self._secrets():
             if capability in access:
                 env[name] = secret.secret_arn
         if self._config.db_iam_auth:
             env["QUARRY_AWS__DB_IAM_AUTH"] = "true"
+        if "provider_secrets" in access:
+            env["QUARRY_AUTH__SECRETS_CIPHER"] = "kms"
+            env["QUARRY_AUTH__KMS_KEY_ID"] = data.provider_secrets_key.key_arn
         return env
 
-    def _secrets(self) -> dict[str, tuple[str, secretsmanager.ISecret]]:
-        """Capability → (environment variable holding the ARN, secret)."""
+    def _secrets(self) -> list[tuple[Capability, str, secretsmanager.ISecret]]:
+        """(capability, environment variable holding the ARN, secret)."""
         data = self._data
-        return {
-            "db": ("QUARRY_AWS__DB_SECRET_ARN", data.db_secret),
-            "cache": ("QUARRY_AWS__REDIS_SECRET_ARN", data.cache_secret),
-            "vectors": ("QUARRY_AWS__MILVUS_SECRET_ARN", data.milvus_secret),
-            "jwt": ("QUARRY_AWS__JWT_SECRET_ARN", data.jwt_secret),
-        }
+        return [
+            ("db", "QUARRY_AWS__DB_SECRET_ARN", data.db_secret),
+            ("cache", "QUARRY_AWS__REDIS_SECRET_ARN", data.cache_secret),
+            ("vectors", "QUARRY_AWS__MILVUS_SECRET_ARN", data.milvus_secret),
+            ("jwt", "QUARRY_AWS__JWT_SECRET_ARN", data.jwt_secret),
+            ("jwt", "QUARRY_AWS__API_KEY_PEPPER_SECRET_ARN", data.api_key_pepper_secret),
+        ]
 
     # --- least-privilege grants ---------------------------------------------------------------
-    def _grant(self, domain: str, function: lambda_.Function) -> None:
-        access, data = ACCESS[domain], self._data
-        secret_arns = [s.secret_arn for c, (_, s) in self._secrets().items() if c in access]
+    def _grant(self, domain: Domain, function: lambda_.Function) -> None:
+        """What the domain may reach: ``shared.domains`` (the aws profile's start-up checks read
+        the same map). db/cache/vectors/jwt: the secrets of that service (every function also
+        gets the non-secret URLs); the rest: IAM grants on the resource."""
+        access, data = DOMAIN_CAPABILITIES[domain], self._data
+        secret_arns = [s.secret_arn for c, _, s in self._secrets() if c in access]
         if secret_arns:
             function.add_to_role_policy(
                 iam.PolicyStatement(
@@ -228,6 +226,13 @@ class Functions(Construct):
             function.add_to_role_policy(
                 iam.PolicyStatement(
                     actions=["sagemaker:InvokeEndpoint"], resources=[self._gpu.endpoint_arn]
+                )
+            )
+        if "provider_secrets" in access:  # envelope encryption (shared.adapters.kms_envelope_...)
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                    resources=[data.provider_secrets_key.key_arn],
                 )
             )
 

@@ -2,7 +2,8 @@
 
 Custom metrics come from the functions as EMF in namespace ``Quarry`` with a ``service``
 dimension (the domain): ``query_latency`` (ms; ``mode``, ``cache``), ``cache_hit_rate`` (0..1;
-``mode``) and ``circuit_open`` (count of breaker trips). Alarms notify an SNS topic (and
+``mode``) and ``circuit_open`` (count of breaker trips; ``endpoint``: the breaker's name, as
+``shared.adapters.circuit_breaker`` counts them). Alarms notify an SNS topic (and
 ``alarm_email`` when set).
 """
 
@@ -23,16 +24,20 @@ from constructs import Construct
 
 from quarry_infra.api import Api
 from quarry_infra.config import StageConfig
-from quarry_infra.functions import Functions
+from quarry_infra.functions import METRICS_NAMESPACE, Functions
+from shared.adapters.circuit_breaker import CIRCUIT_OPEN_METRIC
+from shared.adapters.gpu_endpoint_transport import GPU_ENDPOINT_BREAKER
+from shared.domains import DOMAIN_CAPABILITIES
 from shared.settings import QuerySettings
 
-NAMESPACE = "Quarry"
+NAMESPACE = METRICS_NAMESPACE  # what the functions emit EMF under
 PERIOD = Duration.minutes(5)
 CACHE_PERIOD = Duration.minutes(15)
 MODES = ("fast", "balanced", "deep")
 API_5XX_PERCENT = 5.0
 CACHE_HIT_RATE_MIN = 0.6
-BREAKER_SERVICES = ("query", "ingestion", "workflows")  # the GPU endpoint's callers
+# The GPU endpoint's callers: the domains whose breaker can trip.
+BREAKER_SERVICES = tuple(d for d, needs in DOMAIN_CAPABILITIES.items() if "models" in needs)
 GT = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
 GTE = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
 LT = cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD
@@ -143,7 +148,10 @@ class Observability(Construct):
         trips = cloudwatch.MathExpression(
             expression=" + ".join(f"FILL({s}, 0)" for s in BREAKER_SERVICES),
             using_metrics={
-                s: _metric("circuit_open", "Sum", PERIOD, service=s) for s in BREAKER_SERVICES
+                s: _metric(
+                    CIRCUIT_OPEN_METRIC, "Sum", PERIOD, service=s, endpoint=GPU_ENDPOINT_BREAKER
+                )
+                for s in BREAKER_SERVICES
             },
             label="circuit breaker trips",
             period=PERIOD,

@@ -9,6 +9,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from shared.db.engine import password_per_connection
+from shared.db.migrate import PASSWORD_ATTRIBUTE
 from shared.db.models import Base
 from shared.settings import get_settings
 
@@ -38,6 +40,9 @@ def _run_with(connection: Connection) -> None:
 
 async def _run_online() -> None:
     engine = create_async_engine(_url(), poolclass=NullPool)
+    password = config.attributes.get(PASSWORD_ATTRIBUTE)
+    if password is not None:
+        password_per_connection(engine, password)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run_with)

@@ -4,8 +4,14 @@ import threading
 
 import pytest
 
-from shared.adapters.circuit_breaker import BreakerState, CircuitBreaker, CircuitOpenError
+from shared.adapters.circuit_breaker import (
+    CIRCUIT_OPEN_METRIC,
+    BreakerState,
+    CircuitBreaker,
+    CircuitOpenError,
+)
 from shared.errors import DependencyUnavailable
+from shared.observability.metrics import PrometheusMetrics
 
 pytestmark = pytest.mark.unit
 
@@ -151,3 +157,18 @@ def test_failures_from_many_threads_are_all_counted() -> None:
 def test_bad_settings_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="need"):
         CircuitBreaker("gpu", **kwargs)  # type: ignore[arg-type]
+
+
+def test_each_opening_counts_one_circuit_open_by_endpoint(clock: FakeClock) -> None:
+    metrics = PrometheusMetrics()
+    breaker = CircuitBreaker(
+        "gpu_endpoint", failure_threshold=2, reset_timeout_s=10.0, clock=clock, metrics=metrics
+    )
+    fail(breaker, 1)
+    assert metrics.counter_value(CIRCUIT_OPEN_METRIC, endpoint="gpu_endpoint") == 0
+    fail(breaker, 1)
+    breaker.record_failure()  # a late outcome while open: no second trip
+    assert metrics.counter_value(CIRCUIT_OPEN_METRIC, endpoint="gpu_endpoint") == 1
+    clock.now += 10.0
+    fail(breaker, 1)  # the half-open trial fails: it opens again
+    assert metrics.counter_value(CIRCUIT_OPEN_METRIC, endpoint="gpu_endpoint") == 2
