@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.errors import DependencyUnavailable
+from shared.adapters.bedrock_converse import converse, message_text
 
 SYSTEM_PROMPT = (
     "Answer the question using only the numbered passages. After every sentence, cite the "
@@ -32,23 +32,16 @@ class BedrockAnswerGenerator:
 
     def generate(self, question: str, passages: list[str]) -> str:
         numbered = "\n\n".join(f"[{i + 1}] {text}" for i, text in enumerate(passages))
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            response = self._client.converse(
-                modelId=self._model_id,
-                system=[{"text": SYSTEM_PROMPT}],
-                messages=[
-                    {
-                        "role": "user",
-                        "content": [{"text": f"Passages:\n{numbered}\n\nQuestion: {question}"}],
-                    }
-                ],
-                inferenceConfig={"maxTokens": self._max_tokens, "temperature": 0.0},
-            )
-        except (BotoCoreError, ClientError) as exc:
-            raise DependencyUnavailable(
-                f"Bedrock did not answer: {exc}", code="llm_unavailable"
-            ) from exc
-        blocks = response["output"]["message"]["content"]
-        return "".join(block.get("text", "") for block in blocks).strip()
+        response = converse(
+            self._client,
+            modelId=self._model_id,
+            system=[{"text": SYSTEM_PROMPT}],
+            messages=[
+                {
+                    "role": "user",
+                    "content": [{"text": f"Passages:\n{numbered}\n\nQuestion: {question}"}],
+                }
+            ],
+            inferenceConfig={"maxTokens": self._max_tokens, "temperature": 0.0},
+        )
+        return message_text(response["output"]["message"])

@@ -9,11 +9,11 @@ instead, from the same numbered passages, and must cite them the same way.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from shared.query.expansion import tokens
-from shared.query.retrieval import Hit
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
 _CITATION = re.compile(r"\[(\d+)\]")
@@ -33,13 +33,31 @@ class Answer:
     citations: list[Citation]
 
 
+class PassageChunk(Protocol):
+    @property
+    def text(self) -> str: ...
+    @property
+    def document(self) -> str: ...
+    @property
+    def chunk_id(self) -> object: ...
+    @property
+    def page(self) -> int | None: ...
+
+
+class Passage(Protocol):
+    """What an answer is written from: a retrieval ``Hit``, or a workflow's passage."""
+
+    @property
+    def chunk(self) -> PassageChunk: ...
+
+
 class AnswerGenerator(Protocol):
     def generate(self, question: str, passages: list[str]) -> str:
         """An answer citing passages as [1], [2], ... (numbered from 1, in the given order)."""
         ...
 
 
-def citations_for(hits: list[Hit]) -> list[Citation]:
+def citations_for(hits: Sequence[Passage]) -> list[Citation]:
     return [
         Citation(i + 1, h.chunk.document, str(h.chunk.chunk_id), h.chunk.page)
         for i, h in enumerate(hits)
@@ -47,7 +65,7 @@ def citations_for(hits: list[Hit]) -> list[Citation]:
 
 
 def extractive_answer(
-    question: str, hits: list[Hit], *, max_sentences: int = 3, passages: int = 5
+    question: str, hits: Sequence[Passage], *, max_sentences: int = 3, passages: int = 5
 ) -> Answer:
     terms = set(tokens(question))
     candidates: list[tuple[float, int, int, str]] = []
@@ -73,7 +91,7 @@ def extractive_answer(
     return Answer(text, citations_for(cited))
 
 
-def generated_answer(generator: AnswerGenerator, question: str, hits: list[Hit]) -> Answer:
+def generated_answer(generator: AnswerGenerator, question: str, hits: Sequence[Passage]) -> Answer:
     """Keeps only the citations the generated text actually makes, renumbered in order."""
     text = generator.generate(question, [h.chunk.text for h in hits])
     cited = sorted({int(n) for n in _CITATION.findall(text) if 0 < int(n) <= len(hits)})

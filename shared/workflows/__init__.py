@@ -1,0 +1,1 @@
+"""Workflows: definitions of AI workflows, the engine that runs them, and the tools they use."""
