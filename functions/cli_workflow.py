@@ -1,4 +1,4 @@
-"""``quarry workflow validate`` and ``quarry workflow run``: workflow definitions from files.
+"""``quarry workflow validate``, ``compile`` and ``run``: workflow definitions from files.
 
 ``run`` stores the file's definition in the CLI's tenant (a new version only when it changed),
 runs it in this process until it finishes or pauses for an approval, and prints the run.
@@ -69,6 +69,45 @@ def validate(file: FileArgument) -> None:
         raise typer.Exit(2) from exc
     nodes = len(definition.graph.node_ids())
     console.print(f"[green]valid[/green]: workflow [bold]{definition.name}[/bold], {nodes} nodes")
+
+
+@workflow_app.command("compile")
+def compile_definition(
+    file: FileArgument,
+    function: Annotated[
+        str | None,
+        typer.Option(
+            help="The function the tasks invoke (default: QUARRY_AWS__WORKFLOW_FUNCTION, else "
+            "the placeholder ${WorkflowFunction})."
+        ),
+    ] = None,
+) -> None:
+    """Print the Amazon States Language the definition compiles to (one Step Functions state
+    machine); exits 2 listing every problem of an invalid definition."""
+    from shared.workflows.asl import compile_workflow
+
+    source = read_definition(file)
+    settings = get_settings()
+
+    async def check() -> Any:
+        container = Container(settings)
+        try:
+            return container.workflow_service.validate(source)
+        finally:
+            await container.aclose()
+
+    try:
+        definition = asyncio.run(check())
+        asl = compile_workflow(
+            definition,
+            step_function_arn=function or settings.aws.workflow_function or "${WorkflowFunction}",
+            default_timeout_s=settings.workflows.default_node_timeout_s,
+            default_approval_timeout_s=settings.workflows.default_approval_timeout_s,
+        )
+    except QuarryError as exc:
+        print_error(exc)
+        raise typer.Exit(2) from exc
+    typer.echo(json.dumps(asl, indent=2))
 
 
 @workflow_app.command("run")

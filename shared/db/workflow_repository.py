@@ -294,6 +294,19 @@ class WorkflowRepository:
             )
             return (await session.scalars(query)).all()
 
+    async def node_run(
+        self, tenant_id: uuid.UUID, run_id: uuid.UUID, node_key: str
+    ) -> WorkflowNodeRun | None:
+        """The node run ``node_key`` of the run, if it exists."""
+        async with self._db.session() as session:
+            return await session.scalar(
+                select(WorkflowNodeRun).where(
+                    WorkflowNodeRun.tenant_id == tenant_id,
+                    WorkflowNodeRun.run_id == run_id,
+                    WorkflowNodeRun.node_key == node_key,
+                )
+            )
+
     async def save_node(
         self,
         tenant_id: uuid.UUID,

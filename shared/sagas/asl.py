@@ -22,7 +22,9 @@ compensations in the same order, with a state count linear in the number of step
 
 Step Functions matches a retrier by the exact error name Lambda reports (the exception's class
 name), not by subclass, so a ``retry_on`` tuple lists the classes themselves. Pure: no AWS
-imports; the same compiler serves any saga (ingestion, workflows).
+imports; the same compiler serves any saga. The pieces that are not about a ``SagaDefinition``
+(the Lambda task, the retriers, the reverse compensation chain and where a failure enters it)
+are public: the workflow compiler (``shared.workflows.asl``) builds on them.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from shared.errors import QuarryError
 from shared.sagas.definition import RetryPolicy, SagaDefinition, SagaStep
 
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
+LAMBDA_INVOKE_CALLBACK = "arn:aws:states:::lambda:invoke.waitForTaskToken"
 SUCCEED_STATE = "Succeeded"
 FAIL_STATE = "Failed"
 COMPENSATE_PREFIX = "compensate_"
@@ -88,20 +91,19 @@ def compile_saga(
     states: dict[str, Any] = {}
     for index, step in enumerate(definition.steps):
         is_last = index == len(definition.steps) - 1
+        entry = chain_entry(compensable, index)
         states[step.name] = _step_state(
             definition.name,
             step,
             function_arn,
             next_state=SUCCEED_STATE if is_last else definition.steps[index + 1].name,
-            on_failure=_compensation_entry(definition, compensable, index),
+            on_failure=FAIL_STATE if entry is None else _compensation_name(definition.steps[entry]),
             non_retryable_errors=non_retryable_errors,
         )
-    for position, index in enumerate(reversed(compensable)):
-        step = definition.steps[index]
-        lower = list(reversed(compensable))[position + 1 :]
-        after = _compensation_name(definition.steps[lower[0]]) if lower else FAIL_STATE
-        states[_compensation_name(step)] = _compensation_state(
-            definition.name, step, function_arn, after, non_retryable_errors
+    by_name = {_compensation_name(definition.steps[i]): definition.steps[i] for i in compensable}
+    for name, after in compensation_chain(list(by_name), FAIL_STATE):
+        states[name] = _compensation_state(
+            definition.name, by_name[name], function_arn, after, non_retryable_errors
         )
     states[SUCCEED_STATE] = {"Type": "Succeed"}
     states[FAIL_STATE] = {
@@ -129,23 +131,39 @@ def _compensation_name(step: SagaStep) -> str:
     return f"{COMPENSATE_PREFIX}{step.name}"
 
 
-def _compensation_entry(definition: SagaDefinition, compensable: list[int], failed: int) -> str:
-    """Where a failure of step ``failed`` goes: the last compensation at or before it."""
-    candidates = [i for i in compensable if i <= failed]
-    if not candidates:
-        return FAIL_STATE
-    return _compensation_name(definition.steps[candidates[-1]])
+def chain_entry(compensable: Sequence[int], failed: int) -> int | None:
+    """Where a failure at position ``failed`` enters the compensation chain: the last
+    compensable position at or before it (the failed one may have left part of its work
+    behind), or None when nothing before it is compensable."""
+    candidates = [position for position in compensable if position <= failed]
+    return candidates[-1] if candidates else None
+
+
+def compensation_chain(names: Sequence[str], end: str) -> list[tuple[str, str]]:
+    """The compensation states ``names`` (given in forward order) as one chain run backwards:
+    each name with the state that follows it, the last one followed by ``end``."""
+    backwards = list(reversed(names))
+    return [
+        (name, backwards[i + 1] if i + 1 < len(backwards) else end)
+        for i, name in enumerate(backwards)
+    ]
+
+
+def lambda_task(function_arn: str, payload: Asl, *, wait_for_token: bool = False) -> Asl:
+    """A Task state invoking ``function_arn`` with ``payload`` (``.waitForTaskToken``: the
+    task ends when someone sends the token's outcome, not when the function returns)."""
+    return {
+        "Type": "Task",
+        "Resource": LAMBDA_INVOKE_CALLBACK if wait_for_token else LAMBDA_INVOKE,
+        "Parameters": {"FunctionName": function_arn, "Payload": payload},
+    }
 
 
 def _invoke(saga: str, step: str, function_arn: str, *, compensate: bool) -> Asl:
     payload: dict[str, Any] = {"saga": saga, "step": step, "state.$": "$.state"}
     if compensate:
         payload["compensate"] = True
-    return {
-        "Type": "Task",
-        "Resource": LAMBDA_INVOKE,
-        "Parameters": {"FunctionName": function_arn, "Payload": payload},
-    }
+    return lambda_task(function_arn, payload)
 
 
 def _step_state(
@@ -183,27 +201,48 @@ def _compensation_state(
 
 def retriers(policy: RetryPolicy, non_retryable_errors: Sequence[str] = ()) -> list[Asl]:
     """Step Functions retriers for one step: the first retrier that matches an error applies."""
-    result: list[Asl] = [
-        {
-            "ErrorEquals": list(LAMBDA_TRANSIENT_ERRORS),
-            "IntervalSeconds": LAMBDA_RETRY_INTERVAL_S,
-            "MaxAttempts": LAMBDA_RETRY_ATTEMPTS,
-            "BackoffRate": BACKOFF_RATE,
-        }
-    ]
+    result = [transient_lambda_retrier()]
     if policy.attempts <= 1:
         return result
     if non_retryable_errors:
-        result.append({"ErrorEquals": sorted(set(non_retryable_errors)), "MaxAttempts": 0})
+        result.append(no_retry(non_retryable_errors))
     result.append(
-        {
-            "ErrorEquals": error_names(policy.retry_on),
-            "IntervalSeconds": max(1, math.ceil(policy.backoff_s)),
-            "MaxAttempts": policy.attempts - 1,
-            "BackoffRate": BACKOFF_RATE,
-        }
+        backoff_retrier(
+            error_names(policy.retry_on), attempts=policy.attempts, backoff_s=policy.backoff_s
+        )
     )
     return result
+
+
+def transient_lambda_retrier() -> Asl:
+    """Retries what the Lambda service itself failed at (throttling, service errors)."""
+    return {
+        "ErrorEquals": list(LAMBDA_TRANSIENT_ERRORS),
+        "IntervalSeconds": LAMBDA_RETRY_INTERVAL_S,
+        "MaxAttempts": LAMBDA_RETRY_ATTEMPTS,
+        "BackoffRate": BACKOFF_RATE,
+    }
+
+
+def no_retry(names: Iterable[str]) -> Asl:
+    """A retrier that matches ``names`` first so that no later retrier retries them."""
+    return {"ErrorEquals": sorted(set(names)), "MaxAttempts": 0}
+
+
+def backoff_retrier(
+    names: Sequence[str], *, attempts: int, backoff_s: float, max_backoff_s: float | None = None
+) -> Asl:
+    """``attempts`` in all on the errors ``names``, waiting ``backoff_s * 2**n`` (whole seconds,
+    at least one: what ASL allows; at most ``max_backoff_s`` when given)."""
+    retrier: Asl = {
+        "ErrorEquals": list(names),
+        "IntervalSeconds": max(1, math.ceil(backoff_s)),
+        "MaxAttempts": attempts - 1,
+        "BackoffRate": BACKOFF_RATE,
+    }
+    if max_backoff_s is not None:
+        retrier["MaxDelaySeconds"] = max(1, math.ceil(max_backoff_s))
+    return retrier
 
 
 def error_names(exception_types: Iterable[type[BaseException]]) -> list[str]:

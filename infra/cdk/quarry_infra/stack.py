@@ -19,6 +19,7 @@ from quarry_infra.observability import Observability
 from quarry_infra.sagas import Sagas, ingestion_state_machine_name, state_machine_arn
 from quarry_infra.storage import Storage
 from quarry_infra.tuning import TuningSchedule
+from quarry_infra.workflows import Workflows
 
 
 class QuarryStack(Stack):
@@ -53,6 +54,7 @@ class QuarryStack(Stack):
         ingestion = self.functions.by_domain["ingestion"]
         storage.route_object_events_to(ingestion)
         sagas = Sagas(self, "Sagas", config=config, function=ingestion)
+        Workflows(self, "Workflows", config=config, function=self.functions.by_domain["workflows"])
         api = Api(self, "Api", config=config, functions=self.functions)
         tuning = TuningSchedule(
             self, "Tuning", config=config, function=self.functions.by_domain["tuning"]

@@ -1,0 +1,686 @@
+"""One task of a workflow run on Step Functions: the state machine (``shared.workflows.asl``)
+carries the run context and does the retries and the control flow; the workflows step function
+runs one task and records it, with the same node executors, node keys, statuses and metrics as
+the local engine (``shared.workflows.engine``), so a run reads the same wherever it ran.
+
+A task event is what the compiled machine sends::
+
+    {"kind": "workflow_node", "run_id", "tenant_id", "node": "<id>", "key_prefix": "",
+     "attempt": 0, "context": {...}}                 # + "task_token" for an approval
+    {"kind": "workflow_node", "run_id", "tenant_id", "node": "<id>", "compensate": true}
+    {"kind": "workflow_end", "run_id", "tenant_id", "outcome": "succeeded", "context": {...}}
+    {"kind": "workflow_end", ..., "outcome": "failed", "error": {"Error", "Cause"}}
+
+What a ``workflow_node`` task does depends on the node: a leaf runs (one attempt, under its
+timeout; not again once it succeeded, as on a resume in the engine) and answers ``{"status",
+"output"}``; a ``branch`` evaluates its condition, records the list not taken as ``skipped`` and
+answers the new context; a ``map`` resolves its items and answers ``{"items"}``; an ``approval``
+records that it waits, with its task token, and pauses the run (``waiting_approval``); with
+``compensate`` the node's compensation runs for every key of the node that completed (the items
+of a map body too), last completed first. ``workflow_end`` records the run's end: ``succeeded``
+with its output, or ``compensated``/``failed`` as the engine decides it, with the failed node,
+its code and message (read from the caught error; when that names no node, as for a timed-out
+task or a rejection sent without a cause, from the recorded nodes).
+
+A task that fails raises ``WorkflowTaskError`` named as ``shared.workflows.asl.error_name`` says,
+so that the machine's retriers see the error code. Differences from the engine, all of the
+machine's shape: a ``branch`` row is ``succeeded`` once its condition is evaluated; ``parallel``
+and ``map`` rows are completed by ``workflow_end`` (inside a map body a nested ``map`` row stays
+``running``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.db.models import WorkflowNodeRun, WorkflowRun, as_utc
+from shared.db.workflow_repository import WorkflowRepository
+from shared.errors import Conflict, InvalidInput, QuarryError
+from shared.observability.metrics import MetricsSink
+from shared.workflows.asl import (
+    CALLER_ERROR,
+    END_TASK,
+    NODE_TASK,
+    NODE_TIMEOUT,
+    STATES_TIMEOUT,
+    error_name,
+)
+from shared.workflows.definition import (
+    LEAF_TYPES,
+    ApprovalNode,
+    BranchNode,
+    LeafNode,
+    MapNode,
+    Node,
+    WorkflowDefinition,
+    WorkflowGraph,
+)
+from shared.workflows.engine import (
+    APPROVAL_EXPIRED,
+    APPROVAL_REJECTED,
+    NodeStatus,
+    RunStatus,
+    context_at,
+)
+from shared.workflows.expressions import condition, resolve
+from shared.workflows.nodes import NodeCall, NodeExecutor, NodeResult, Step
+
+log = logging.getLogger(__name__)
+
+ACTIVE_RUN_STATUSES = (RunStatus.RUNNING, RunStatus.WAITING_APPROVAL)
+BAD_TASK = "bad_task"
+NESTED_NODE_FAILED = "nested_node_failed"
+_CACHED_DEFINITIONS = 256
+
+
+class WorkflowTaskError(Exception):
+    """A failed task. Lambda reports the class name as the error type, which is the error name
+    Step Functions matches: each name gets its own subclass (``task_error``). The message is
+    JSON ``{"node", "code", "message"}``, which ``workflow_end`` reads back."""
+
+    def __init__(self, node_key: str | None, code: str, message: str) -> None:
+        super().__init__(json.dumps({"node": node_key, "code": code, "message": message}))
+        self.node_key = node_key
+        self.code = code
+        self.message = message
+
+
+_ERROR_TYPES: dict[str, type[WorkflowTaskError]] = {}
+
+
+def task_error(name: str, node_key: str | None, code: str, message: str) -> WorkflowTaskError:
+    """A ``WorkflowTaskError`` whose class (error type) is named ``name``."""
+    error_type = _ERROR_TYPES.get(name)
+    if error_type is None:
+        error_type = type(name, (WorkflowTaskError,), {"__module__": __name__})
+        _ERROR_TYPES[name] = error_type
+    return error_type(node_key, code, message)
+
+
+class WorkflowTask(BaseModel):
+    """A task event (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["workflow_node", "workflow_end"]
+    run_id: uuid.UUID
+    tenant_id: uuid.UUID
+    node: str | None = None
+    key_prefix: str = Field(default="", max_length=200)
+    attempt: int = Field(default=0, ge=0)
+    context: dict[str, Any] = Field(default_factory=dict)
+    compensate: bool = False
+    task_token: str | None = Field(default=None, min_length=1, max_length=1024)
+    outcome: Literal["succeeded", "failed"] | None = None
+    error: dict[str, Any] | None = None
+
+    @property
+    def node_key(self) -> str | None:
+        return None if self.node is None else self.key_prefix + self.node
+
+
+class Failure(BaseModel):
+    """Why a run failed, as the machine caught it: the node key (when known), code, message."""
+
+    node_key: str | None
+    code: str
+    message: str
+
+
+def failure_of(error: Mapping[str, Any]) -> Failure:
+    """Reads a caught error (``{"Error", "Cause"}``): a ``WorkflowTaskError`` of the step
+    function, a failure sent with a task token (a rejected approval, ``Cause`` in the same JSON),
+    or an error of Step Functions itself (``States.Timeout``, ...)."""
+    name = str(error.get("Error") or "States.Runtime")
+    cause = error.get("Cause")
+    details = _json(cause)
+    if isinstance(details, dict) and "errorMessage" in details:  # a Lambda function's error
+        details = _json(details["errorMessage"]) or {"message": str(details["errorMessage"])}
+    if isinstance(details, dict) and "code" in details:
+        node = details.get("node")
+        return Failure(
+            node_key=node if isinstance(node, str) else None,
+            code=str(details["code"]),
+            message=str(details.get("message") or ""),
+        )
+    message = details.get("message") if isinstance(details, dict) else cause
+    return Failure(node_key=None, code=name, message=str(message or name))
+
+
+class WorkflowTasks:
+    """Runs the tasks of workflow runs on Step Functions (built by the container)."""
+
+    def __init__(
+        self,
+        repository: WorkflowRepository,
+        executor: NodeExecutor,
+        metrics: MetricsSink,
+        *,
+        default_timeout_s: float,
+        default_approval_timeout_s: float,
+        max_map_items: int,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._repository = repository
+        self._executor = executor
+        self._metrics = metrics
+        self._default_timeout_s = default_timeout_s
+        self._approval_timeout_s = default_approval_timeout_s
+        self._max_map_items = max_map_items
+        self._clock = clock
+        self._definitions: dict[uuid.UUID, WorkflowDefinition] = {}
+
+    async def run(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """Runs one task event; what the machine merges into its state. Raises
+        ``WorkflowTaskError`` only."""
+        try:
+            task = WorkflowTask.model_validate(event)
+        except ValidationError as exc:
+            raise task_error(CALLER_ERROR, None, BAD_TASK, f"not a workflow task: {exc}") from exc
+        try:
+            run = await self._repository.get_run(task.tenant_id, task.run_id)
+            definition = await self._definition(run)
+            if task.kind == END_TASK:
+                if task.outcome == "succeeded":
+                    return await self._succeed(task, run, definition)
+                return await self._fail(task, run, definition)
+            return await self._node_task(task, run, definition.graph)
+        except WorkflowTaskError:
+            raise
+        except QuarryError as exc:
+            name = error_name(exc.code, callers_fault=exc.status_code < 500, policy=None)
+            raise task_error(name, task.node_key, exc.code, exc.message) from exc
+
+    async def _definition(self, run: WorkflowRun) -> WorkflowDefinition:
+        """The run's workflow version (versions never change: cached)."""
+        definition = self._definitions.get(run.workflow_id)
+        if definition is None:
+            workflow = await self._repository.get_workflow_by_id(run.tenant_id, run.workflow_id)
+            definition = WorkflowDefinition.model_validate(workflow.definition)
+            if len(self._definitions) >= _CACHED_DEFINITIONS:
+                self._definitions.clear()
+            self._definitions[run.workflow_id] = definition
+        return definition
+
+    async def _node_task(
+        self, task: WorkflowTask, run: WorkflowRun, graph: WorkflowGraph
+    ) -> dict[str, Any]:
+        if task.kind != NODE_TASK or task.node is None or task.node not in graph.node_ids():
+            raise InvalidInput(f"no node {task.node!r} in this workflow", code=BAD_TASK)
+        node = graph.node(task.node)
+        if task.compensate:
+            step = _compensation(node)
+            if step is None:
+                raise InvalidInput(f"node {node.id!r} has no compensation", code=BAD_TASK)
+            return await self._compensate(run, node, step)
+        if run.status not in ACTIVE_RUN_STATUSES:
+            raise Conflict(f"run {run.id} is {run.status}", code="run_not_active")
+        if isinstance(node, LEAF_TYPES):
+            return await self._leaf(task, run, node)
+        if isinstance(node, ApprovalNode):
+            return await self._approval(task, run, node)
+        if isinstance(node, BranchNode):
+            return await self._branch(task, run, node)
+        if isinstance(node, MapNode):
+            return await self._map_items(task, run, node)
+        raise InvalidInput(f"a {node.type} node has no task of its own", code=BAD_TASK)
+
+    # --- node tasks ----------------------------------------------------------------------
+    async def _leaf(self, task: WorkflowTask, run: WorkflowRun, node: LeafNode) -> dict[str, Any]:
+        key = task.key_prefix + node.id
+        prior = await self._repository.node_run(run.tenant_id, run.id, key)
+        if prior is not None and prior.status == NodeStatus.SUCCEEDED:
+            # Invoked again after it succeeded (a retried invocation, a resumed run): as the
+            # engine, a node that succeeded does not run again.
+            return {"status": NodeStatus.SUCCEEDED.value, "output": prior.output}
+        save = self._saver(run, key, node)
+        attempt = task.attempt + 1
+        started_at = self._clock()
+        try:
+            config = resolve(node.templated(), task.context, keep_secret_templates=True)
+        except QuarryError as exc:  # never retried, as in the engine
+            await save(
+                status=NodeStatus.FAILED,
+                attempt=attempt,
+                started_at=started_at,
+                finished_at=self._clock(),
+                error_code=exc.code,
+                error_message=exc.message,
+            )
+            raise task_error(CALLER_ERROR, key, exc.code, exc.message) from exc
+        await save(
+            status=NodeStatus.RUNNING,
+            attempt=attempt,
+            input=config,
+            output=None,
+            error_code=None,
+            error_message=None,
+            started_at=started_at,
+            finished_at=None,
+            duration_ms=None,
+        )
+        call = NodeCall(run.tenant_id, run.id, key, task.context)
+        result = await self._attempt(node, config, call, save=save)
+        return {"status": NodeStatus.SUCCEEDED.value, "output": result.output}
+
+    async def _approval(
+        self, task: WorkflowTask, run: WorkflowRun, node: ApprovalNode
+    ) -> dict[str, Any]:
+        if task.task_token is None:
+            raise InvalidInput("an approval task needs its task_token", code=BAD_TASK)
+        key = task.key_prefix + node.id
+        message = resolve(node.message, task.context, keep_secret_templates=False)
+        now = self._clock()
+        timeout_s = node.timeout_s or self._approval_timeout_s
+        await self._saver(run, key, node)(
+            status=NodeStatus.WAITING_APPROVAL,
+            attempt=1,
+            input={"message": message},
+            output=None,
+            error_code=None,
+            error_message=None,
+            started_at=now,
+            finished_at=None,
+            duration_ms=None,
+            expires_at=now + timedelta(seconds=timeout_s),
+            decided_by=None,
+            decision=None,
+            task_token=task.task_token,
+        )
+        await self._repository.transition_run(
+            run.tenant_id,
+            run.id,
+            from_statuses=[RunStatus.RUNNING],
+            to_status=RunStatus.WAITING_APPROVAL,
+            context=task.context,
+        )
+        return {}
+
+    async def _branch(
+        self, task: WorkflowTask, run: WorkflowRun, node: BranchNode
+    ) -> dict[str, Any]:
+        key = task.key_prefix + node.id
+        save = self._saver(run, key, node)
+        started_at = self._clock()
+        try:
+            taken = condition(node.condition, task.context)
+        except QuarryError as exc:
+            await save(
+                status=NodeStatus.FAILED,
+                attempt=1,
+                started_at=started_at,
+                finished_at=self._clock(),
+                error_code=exc.code,
+                error_message=exc.message,
+            )
+            raise
+        output = {"taken": "then" if taken else "else"}
+        await save(
+            status=NodeStatus.SUCCEEDED,
+            attempt=1,
+            input={"condition": node.condition, "value": taken},
+            output=output,
+            started_at=started_at,
+            finished_at=self._clock(),
+        )
+        nodes = dict(task.context.get("nodes") or {})
+        nodes[node.id] = {"status": NodeStatus.SUCCEEDED.value, "output": output}
+        for skipped in _skipped(node.else_ if taken else node.then):
+            await self._saver(run, task.key_prefix + skipped.id, skipped)(
+                status=NodeStatus.SKIPPED, attempt=0, output=None, finished_at=self._clock()
+            )
+            nodes[skipped.id] = {"status": NodeStatus.SKIPPED.value, "output": None}
+        return {**task.context, "nodes": nodes}
+
+    async def _map_items(
+        self, task: WorkflowTask, run: WorkflowRun, node: MapNode
+    ) -> dict[str, Any]:
+        key = task.key_prefix + node.id
+        save = self._saver(run, key, node)
+        started_at = self._clock()
+        try:
+            items = resolve(node.items, task.context, keep_secret_templates=False)
+            if not isinstance(items, list):
+                raise InvalidInput(
+                    f"items is {type(items).__name__}, not a list", code="map_items_not_a_list"
+                )
+            if len(items) > self._max_map_items:
+                raise InvalidInput(
+                    f"{len(items)} items; a map runs at most {self._max_map_items}",
+                    code="map_too_many_items",
+                )
+        except QuarryError as exc:
+            await save(
+                status=NodeStatus.FAILED,
+                attempt=1,
+                started_at=started_at,
+                finished_at=self._clock(),
+                error_code=exc.code,
+                error_message=exc.message,
+            )
+            raise
+        await save(
+            status=NodeStatus.RUNNING, attempt=1, input={"items": items}, started_at=started_at
+        )
+        return {"items": items}
+
+    async def _compensate(self, run: WorkflowRun, node: Node, step: Step) -> dict[str, Any]:
+        """Compensates every completed key of ``node``, last completed first; a failure does not
+        stop the others, and the first one is raised at the end (the machine may retry: keys
+        whose compensation failed are owed again)."""
+        if run.status == RunStatus.CANCELLED:  # a cancelled run keeps its effects
+            return {}
+        rows = await self._repository.node_runs(run.tenant_id, run.id)
+        owed = sorted(
+            (
+                row
+                for row in rows
+                if row.node_id == node.id
+                and row.status in (NodeStatus.SUCCEEDED, NodeStatus.COMPENSATION_FAILED)
+            ),
+            key=lambda row: as_utc(row.finished_at or row.started_at or run.created_at),
+            reverse=True,
+        )
+        first_error: WorkflowTaskError | None = None
+        for row in owed:
+            context = context_at(row.node_key, rows, run.input)
+            call = NodeCall(run.tenant_id, run.id, row.node_key, context)
+            try:
+                config = resolve(step.templated(), context, keep_secret_templates=True)
+                await self._attempt(step, config, call)
+            except QuarryError as exc:
+                error = task_error(CALLER_ERROR, row.node_key, exc.code, exc.message)
+            except WorkflowTaskError as exc:
+                error = exc
+            else:
+                await self._repository.transition_node(
+                    run.tenant_id,
+                    run.id,
+                    row.node_key,
+                    from_status=row.status,
+                    to_status=NodeStatus.COMPENSATED,
+                    error_code=None,
+                    error_message=None,
+                )
+                self._metrics.increment("workflow_compensations", outcome="succeeded")
+                continue
+            await self._repository.transition_node(
+                run.tenant_id,
+                run.id,
+                row.node_key,
+                from_status=row.status,
+                to_status=NodeStatus.COMPENSATION_FAILED,
+                error_code=error.code,
+                error_message=error.message[:4000],
+            )
+            self._metrics.increment("workflow_compensations", outcome="failed")
+            first_error = first_error or error
+        if first_error is not None:
+            raise first_error
+        return {}
+
+    async def _attempt(
+        self,
+        step: Step,
+        config: dict[str, Any],
+        call: NodeCall,
+        *,
+        save: _Saver | None = None,
+    ) -> NodeResult:
+        """One attempt of a step under its timeout, classified as the engine does."""
+        timeout_s = step.timeout_s or self._default_timeout_s
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout_s):
+                result = await self._executor.run(step, config, call)
+        except TimeoutError:
+            code, message, callers_fault = NODE_TIMEOUT, f"no result within {timeout_s:g}s", False
+        except QuarryError as exc:
+            code, message, callers_fault = exc.code, exc.message, exc.status_code < 500
+        except Exception as exc:  # a bug or an unexpected library error: worth a retry
+            log.exception("workflow step %s raised", call.node_key)
+            code, message, callers_fault = "node_error", f"{type(exc).__name__}: {exc}", False
+        else:
+            duration_ms = (time.perf_counter() - started) * 1000
+            if save is not None:
+                await save(
+                    status=NodeStatus.SUCCEEDED,
+                    output=result.output,
+                    tools=list(result.tools),
+                    finished_at=self._clock(),
+                    duration_ms=duration_ms,
+                )
+            self._count(step.type, NodeStatus.SUCCEEDED, duration_ms, result.tools)
+            return result
+        duration_ms = (time.perf_counter() - started) * 1000
+        if save is not None:
+            await save(
+                status=NodeStatus.FAILED,
+                error_code=code,
+                error_message=message[:4000],
+                finished_at=self._clock(),
+                duration_ms=duration_ms,
+            )
+        self._count(step.type, NodeStatus.FAILED, duration_ms, ())
+        name = error_name(code, callers_fault=callers_fault, policy=step.retry)
+        raise task_error(name, call.node_key, code, message)
+
+    def _count(self, step_type: str, status: str, duration_ms: float, tools: Sequence[str]) -> None:
+        self._metrics.increment("workflow_node_runs", type=step_type, status=status)
+        self._metrics.observe_ms("workflow_node_duration", duration_ms, type=step_type)
+        for tool in tools:
+            self._metrics.increment("workflow_tool_calls", tool=tool)
+
+    # --- the run's end -------------------------------------------------------------------
+    async def _succeed(
+        self, task: WorkflowTask, run: WorkflowRun, definition: WorkflowDefinition
+    ) -> dict[str, Any]:
+        context = task.context
+        nodes: Mapping[str, Any] = context.get("nodes") or {}
+        try:
+            if definition.output is None:
+                output = (nodes.get(definition.nodes[-1].id) or {}).get("output")
+            else:
+                output = resolve(definition.output, context, keep_secret_templates=False)
+        except QuarryError as exc:
+            raise task_error(CALLER_ERROR, "output", exc.code, exc.message) from exc
+        graph = definition.graph
+        now = self._clock()
+        for node_id, record in nodes.items():
+            if node_id in graph.node_ids() and graph.node(node_id).type in ("parallel", "map"):
+                await self._saver(run, node_id, graph.node(node_id))(
+                    status=NodeStatus.SUCCEEDED,
+                    attempt=1,
+                    output=record.get("output"),
+                    finished_at=now,
+                )
+        await self._finish(run, RunStatus.SUCCEEDED, context=context, output=output)
+        return {"output": output}
+
+    async def _fail(
+        self, task: WorkflowTask, run: WorkflowRun, definition: WorkflowDefinition
+    ) -> dict[str, Any]:
+        """The engine's ``fail`` after the machine ran the compensations."""
+        failure = failure_of(task.error or {})
+        rows = await self._repository.node_runs(run.tenant_id, run.id)
+        graph = definition.graph
+        if failure.node_key is None:
+            failure = await self._locate(failure, run, graph, rows)
+        now = self._clock()
+        for row in rows:
+            if row.status == NodeStatus.WAITING_APPROVAL and row.node_key != failure.node_key:
+                await self._repository.transition_node(
+                    run.tenant_id,
+                    run.id,
+                    row.node_key,
+                    from_status=NodeStatus.WAITING_APPROVAL,
+                    to_status=NodeStatus.CANCELLED,
+                    finished_at=now,
+                )
+        for key, container in _containers(graph, failure.node_key):
+            await self._saver(run, key, container)(
+                status=NodeStatus.FAILED,
+                error_code=NESTED_NODE_FAILED,
+                error_message=f"{failure.node_key}: {failure.message}"[:4000],
+                finished_at=now,
+            )
+        defines_compensation = any(
+            _compensation(graph.node(node_id)) is not None for node_id in graph.node_ids()
+        )
+        rows = await self._repository.node_runs(run.tenant_id, run.id)
+        compensation_failed = any(row.status == NodeStatus.COMPENSATION_FAILED for row in rows)
+        status = (
+            RunStatus.COMPENSATED
+            if defines_compensation and not compensation_failed
+            else RunStatus.FAILED
+        )
+        changed = await self._finish(
+            run,
+            status,
+            context=task.context or run.context,
+            error_code=failure.code[:64],
+            error_message=f"{failure.node_key or 'run'}: {failure.message}"[:4000],
+            failed_node=failure.node_key,
+        )
+        if not changed:  # the run ended otherwise meanwhile (cancelled)
+            status = RunStatus(await self._repository.run_status(run.tenant_id, run.id))
+        return {"status": status.value}
+
+    async def _locate(
+        self,
+        failure: Failure,
+        run: WorkflowRun,
+        graph: WorkflowGraph,
+        rows: Sequence[WorkflowNodeRun],
+    ) -> Failure:
+        """The node of a failure the machine reported without one: a rejected approval (the
+        service marked it), or a task the machine timed out (a waiting approval expired, or a
+        node's function never answered)."""
+        if failure.code == APPROVAL_REJECTED:
+            rejected = [
+                row
+                for row in rows
+                if row.node_type == "approval" and row.error_code == APPROVAL_REJECTED
+            ]
+            key = rejected[-1].node_key if rejected else None
+            return failure.model_copy(update={"node_key": key})
+        if failure.code != STATES_TIMEOUT:
+            return failure
+        waiting = [row for row in rows if row.status == NodeStatus.WAITING_APPROVAL]
+        if waiting:
+            row = waiting[0]
+            message = "no decision before the approval timed out"
+            await self._repository.transition_node(
+                run.tenant_id,
+                run.id,
+                row.node_key,
+                from_status=NodeStatus.WAITING_APPROVAL,
+                to_status=NodeStatus.FAILED,
+                decision="expired",
+                error_code=APPROVAL_EXPIRED,
+                error_message=message,
+                finished_at=self._clock(),
+            )
+            return Failure(node_key=row.node_key, code=APPROVAL_EXPIRED, message=message)
+        running = [
+            row
+            for row in rows
+            if row.status == NodeStatus.RUNNING and isinstance(graph.node(row.node_id), LEAF_TYPES)
+        ]
+        key = running[-1].node_key if running else None
+        return Failure(node_key=key, code=NODE_TIMEOUT, message="the task timed out")
+
+    async def _finish(
+        self,
+        run: WorkflowRun,
+        status: RunStatus,
+        *,
+        context: dict[str, Any],
+        output: Any = None,
+        error_code: str | None = None,
+        error_message: str | None = None,
+        failed_node: str | None = None,
+    ) -> bool:
+        finished = self._clock()
+        duration_ms = max((finished - as_utc(run.created_at)).total_seconds() * 1000, 0.0)
+        changed = await self._repository.transition_run(
+            run.tenant_id,
+            run.id,
+            from_statuses=ACTIVE_RUN_STATUSES,
+            to_status=status,
+            output=output,
+            context=context,
+            error_code=error_code,
+            error_message=error_message,
+            failed_node=failed_node,
+            finished_at=finished,
+            duration_ms=duration_ms,
+        )
+        if changed:
+            self._metrics.increment("workflow_runs", workflow=run.workflow_name, status=status)
+            self._metrics.observe_ms(
+                "workflow_run_duration", duration_ms, workflow=run.workflow_name
+            )
+        return changed
+
+    def _saver(self, run: WorkflowRun, key: str, node: Node) -> _Saver:
+        async def save(**values: Any) -> None:
+            await self._repository.save_node(
+                run.tenant_id, run.id, key, node_id=node.id, node_type=node.type, **values
+            )
+
+        return save
+
+
+_Saver = Callable[..., Awaitable[None]]
+
+
+def _compensation(node: Node) -> Step | None:
+    return node.compensation if isinstance(node, LEAF_TYPES) else None
+
+
+def _skipped(nodes: Sequence[Node]) -> Iterator[Node]:
+    """The nodes a branch not taken records as ``skipped``: its list and nested lists, not map
+    bodies (their nodes exist per item only)."""
+    for node in nodes:
+        yield node
+        if not isinstance(node, MapNode):
+            for _, children in node.scopes():
+                yield from _skipped(children)
+
+
+def _containers(graph: WorkflowGraph, key: str | None) -> list[tuple[str, Node]]:
+    """The keys of the containers around node key ``key``, outermost first."""
+    if key is None:
+        return []
+    segments = key.split(".")
+    node_id = segments[-1]
+    if node_id not in graph.node_ids():
+        return []
+    map_segments = iter(segments[:-1])
+    prefix = ""
+    found: list[tuple[str, Node]] = []
+    for container_id, slot in graph.scope_of(node_id):
+        container = graph.node(container_id)
+        found.append((prefix + container_id, container))
+        if slot == "nodes" and isinstance(container, MapNode):
+            prefix += next(map_segments, f"{container_id}[0]") + "."
+    return found
+
+
+def _json(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return None
