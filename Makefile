@@ -10,7 +10,7 @@ EXTRAS ?= local,models,dev,cdk
 TORCH_PIP_ARGS ?= $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)-$(EXTRAS)
 
-.PHONY: install run test lint typecheck unit integration docs template layer synth clean
+.PHONY: install run test lint typecheck audit unit integration docs template layer synth clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ run: install
 	$(BIN)/quarry serve
 
 ## Lint, type-check, and run the whole test suite with coverage (what CI runs).
-test: install lint typecheck
+test: install lint typecheck audit
 	$(BIN)/quarry config docs --check
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-report=xml:coverage.xml
 
@@ -37,6 +37,12 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy
+
+## Security: bandit fails on any medium or high finding; pip-audit fails on a known vulnerability
+## (it needs the PyPI vulnerability service: offline, it lists what it could not audit).
+audit: install
+	$(BIN)/bandit -q -r shared functions gpu_endpoint --severity-level medium
+	$(BIN)/pip-audit --skip-editable --progress-spinner off
 
 unit: install
 	$(BIN)/python -m pytest -m unit

@@ -9,9 +9,11 @@ from typing import Annotated
 
 import typer
 
+from functions.cli_auth import api_key_app, user_app
 from functions.cli_kb import doctor, ingest, kb_app
 from functions.cli_query import query
 from functions.cli_tune import tune
+from functions.cli_workflow import workflow_app
 from shared.settings import get_settings
 
 app = typer.Typer(
@@ -23,6 +25,9 @@ app = typer.Typer(
 config_app = typer.Typer(help="Inspect the settings.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(kb_app, name="kb")
+app.add_typer(user_app, name="user")
+app.add_typer(api_key_app, name="api-key")
+app.add_typer(workflow_app, name="workflow")
 app.command()(ingest)
 app.command()(doctor)
 app.command()(query)
@@ -67,13 +72,15 @@ def migrate(
     revision: Annotated[str | None, typer.Option(help="Target (default head / base).")] = None,
 ) -> None:
     """Apply or roll back database migrations."""
+    from shared.container import database_password
     from shared.db.migrate import downgrade, upgrade
 
-    url = get_settings().database_url
+    settings = get_settings()
+    url, password = settings.database_url, database_password(settings)
     if action == "upgrade":
-        upgrade(url, revision or "head")
+        upgrade(url, revision or "head", password=password)
     elif action == "downgrade":
-        downgrade(url, revision or "base")
+        downgrade(url, revision or "base", password=password)
     else:
         raise typer.BadParameter("action must be upgrade or downgrade")
     typer.echo(f"database {action}d to {revision or ('head' if action == 'upgrade' else 'base')}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -21,12 +22,25 @@ from shared.settings import Settings, running_in_lambda
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from shared.adapters.circuit_breaker import CircuitBreaker
     from shared.adapters.gpu_endpoint_client import GpuEndpointClient
-    from shared.adapters.gpu_endpoint_http import GpuEndpointHttp
+    from shared.adapters.gpu_endpoint_sagemaker import GpuEndpointSageMaker
+    from shared.adapters.gpu_endpoint_transport import GpuEndpointTransport
+    from shared.auth.api_keys import ApiKeyService
+    from shared.auth.authenticator import Authenticator
+    from shared.auth.keys import KeyRing
+    from shared.auth.passwords import PasswordHasher
+    from shared.auth.rate_limit import RateLimiter
+    from shared.auth.secrets import ProviderSecrets
+    from shared.auth.sessions import SessionService
+    from shared.auth.tokens import TokenIssuer, TokenVerifier
+    from shared.auth.users import UserService
+    from shared.db.auth_repository import AuthRepository
     from shared.db.ingestion_repository import IngestionRepository
     from shared.db.kb_repository import KbRepository
     from shared.db.query_repository import QueryRepository
     from shared.db.tuning_repository import TuningRepository
+    from shared.db.workflow_repository import WorkflowRepository
     from shared.ingestion.service import IngestionService
     from shared.kb.service import KbService
     from shared.ports.blob_store import BlobStore
@@ -34,13 +48,22 @@ if TYPE_CHECKING:
     from shared.ports.event_bus import EventBus
     from shared.ports.ocr import OcrEngine
     from shared.ports.reranker import Reranker
+    from shared.ports.saga_launcher import SagaLauncher
+    from shared.ports.task_tokens import TaskTokens
     from shared.ports.vector_store import VectorStore
+    from shared.ports.workflow_state_machines import WorkflowStateMachines
     from shared.query.answer import AnswerGenerator
     from shared.query.cache import QueryCache
     from shared.query.event_log import QueryEventLog
     from shared.query.retrieval import Retriever
     from shared.query.service import QueryService
+    from shared.sagas.runner import SagaRunner, SagaRunStore
     from shared.tuning.service import ThresholdProvider, TuningService
+    from shared.workflows.agent import AgentLoop
+    from shared.workflows.nodes import AgentBudget, NodeExecutors
+    from shared.workflows.service import WorkflowService
+    from shared.workflows.task import WorkflowTasks
+    from shared.workflows.tools import ToolRegistry
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +92,12 @@ class Container:
             pre_ping=db.pool_pre_ping,
             warn_utilization=db.pool_warn_utilization,
         )
-        database = Database(self.settings.database_url, pool, echo=db.echo)
+        database = Database(
+            self.settings.database_url,
+            pool,
+            echo=db.echo,
+            password=database_password(self.settings),
+        )
         if isinstance(self.metrics, PrometheusMetrics):
             self.metrics.add_gauge_callback(lambda: _pool_gauges(database))
         self._created("database", database.aclose)
@@ -128,6 +156,7 @@ class Container:
 
     @cached_property
     def gpu_endpoint(self) -> GpuEndpointClient | None:
+        """The health probe (``GET /health``) of a GPU endpoint reached over plain HTTP."""
         url = self.settings.models.gpu_endpoint_url
         if self.settings.models.provider != "gpu_endpoint" or not url:
             return None
@@ -138,36 +167,62 @@ class Container:
         return client
 
     @cached_property
-    def gpu_http(self) -> GpuEndpointHttp | None:
-        """One client for every model call to the GPU endpoint: one connection pool and one
-        circuit breaker, so embeddings, reranking and OCR fail fast together."""
+    def gpu_sagemaker(self) -> GpuEndpointSageMaker | None:
+        """The GPU endpoint as a SageMaker endpoint (``QUARRY_AWS__GPU_ENDPOINT_NAME``)."""
+        models, aws = self.settings.models, self.settings.aws
+        if models.provider != "gpu_endpoint" or not aws.gpu_endpoint_name:
+            return None
+        from shared.adapters.gpu_endpoint_sagemaker import GpuEndpointSageMaker
+
+        return GpuEndpointSageMaker(
+            aws.gpu_endpoint_name,
+            region=aws.region,
+            timeout_s=models.gpu_timeout_s,
+            retries=models.gpu_retries,
+            breaker=self._gpu_breaker(),
+        )
+
+    @cached_property
+    def gpu_transport(self) -> GpuEndpointTransport | None:
+        """One transport for every model call to the GPU endpoint (SageMaker when it has a
+        name, else HTTP to its URL): one connection pool and one circuit breaker, so
+        embeddings, reranking and OCR fail fast together."""
+        if self.gpu_sagemaker is not None:
+            return self.gpu_sagemaker
         models = self.settings.models
         if models.provider != "gpu_endpoint" or not models.gpu_endpoint_url:
             return None
-        from shared.adapters.circuit_breaker import CircuitBreaker
         from shared.adapters.gpu_endpoint_http import GpuEndpointHttp
 
         http = GpuEndpointHttp(
             models.gpu_endpoint_url,
             timeout_s=models.gpu_timeout_s,
             retries=models.gpu_retries,
-            breaker=CircuitBreaker(
-                "gpu_endpoint",
-                failure_threshold=models.gpu_breaker_failures,
-                reset_timeout_s=models.gpu_breaker_reset_s,
-            ),
+            breaker=self._gpu_breaker(),
         )
-        self._created("gpu_http", http.close)
+        self._created("gpu_transport", http.close)
         return http
+
+    def _gpu_breaker(self) -> CircuitBreaker:
+        from shared.adapters.circuit_breaker import CircuitBreaker
+        from shared.adapters.gpu_endpoint_transport import GPU_ENDPOINT_BREAKER
+
+        models = self.settings.models
+        return CircuitBreaker(
+            GPU_ENDPOINT_BREAKER,
+            failure_threshold=models.gpu_breaker_failures,
+            reset_timeout_s=models.gpu_breaker_reset_s,
+            metrics=self.metrics,
+        )
 
     # --- models (lazy: built on first use, never at start-up) ------------------------------
     @cached_property
     def embedder(self) -> Embedder:
         models = self.settings.models
-        if self.gpu_http is not None:
+        if self.gpu_transport is not None:
             from shared.adapters.gpu_endpoint_embedder import GpuEndpointEmbedder
 
-            return GpuEndpointEmbedder(self.gpu_http, model_name=models.embedding_model)
+            return GpuEndpointEmbedder(self.gpu_transport, model_name=models.embedding_model)
         from shared.adapters.local_models import minilm_model_dir
         from shared.adapters.transformer_embedder import TransformerEmbedder
 
@@ -181,10 +236,10 @@ class Container:
         packages are not installed."""
         import importlib.util
 
-        if self.gpu_http is not None:
+        if self.gpu_transport is not None:
             from shared.adapters.gpu_endpoint_ocr import GpuEndpointOcr
 
-            return GpuEndpointOcr(self.gpu_http)
+            return GpuEndpointOcr(self.gpu_transport)
 
         if importlib.util.find_spec("rapidocr") is None:
             return None
@@ -215,13 +270,14 @@ class Container:
             self.blob_store,
             self.event_bus,
             collection_prefix=self.settings.vectors.collection_prefix,
+            audit=self.auth_repository,
         )
 
     @cached_property
     def ingestion_service(self) -> IngestionService:
         from shared.db.saga_store import SqlSagaRunStore
         from shared.ingestion.extraction import ExtractionLimits
-        from shared.ingestion.saga import IngestionDeps, IngestionSteps
+        from shared.ingestion.saga import SAGA_NAME, IngestionDeps, IngestionSteps
         from shared.ingestion.service import IngestionService
         from shared.sagas.runner import SagaRunner
 
@@ -240,22 +296,40 @@ class Container:
             ),
             profile_of=self.kb_service.profile,
         )
+        store = SqlSagaRunStore(self.database)
+        runner = SagaRunner(store)
         return IngestionService(
             steps=IngestionSteps(deps),
-            runner=SagaRunner(SqlSagaRunStore(self.database)),
+            runner=runner,
+            launcher=self._saga_launcher(SAGA_NAME, store, runner),
             kbs=self.kb_repository,
             repository=self.ingestion_repository,
             max_file_bytes=limits.max_file_bytes,
         )
 
+    def _saga_launcher(self, saga: str, store: SagaRunStore, runner: SagaRunner) -> SagaLauncher:
+        """Where new runs of ``saga`` execute: in-process (``runner``) or on Step Functions."""
+        if self.settings.saga_runner != "stepfunctions":
+            return runner
+        arn = self.settings.aws.saga_state_machine_arn
+        if not arn:
+            from shared.errors import ConfigurationError
+
+            raise ConfigurationError(
+                "QUARRY_SAGA_RUNNER=stepfunctions needs QUARRY_AWS__SAGA_STATE_MACHINE_ARN"
+            )
+        from shared.adapters.stepfunctions_saga_launcher import StepFunctionsSagaLauncher
+
+        return StepFunctionsSagaLauncher(store, arn, saga=saga, region=self.settings.aws.region)
+
     @cached_property
     def reranker(self) -> Reranker | None:
         """The cross-encoder: on the GPU endpoint only (no local weights ship in a package)."""
-        if self.gpu_http is None:
+        if self.gpu_transport is None:
             return None
         from shared.adapters.gpu_endpoint_reranker import GpuEndpointReranker
 
-        reranker: Reranker = GpuEndpointReranker(self.gpu_http)
+        reranker: Reranker = GpuEndpointReranker(self.gpu_transport)
         return reranker
 
     @cached_property
@@ -346,6 +420,247 @@ class Container:
             max_query_chars=self.settings.query.max_query_chars,
         )
 
+    # --- workflows -------------------------------------------------------------------------
+    @cached_property
+    def workflow_repository(self) -> WorkflowRepository:
+        from shared.db.workflow_repository import WorkflowRepository
+
+        return WorkflowRepository(self.database)
+
+    @cached_property
+    def bedrock_runtime(self) -> Any:
+        """The boto3 ``bedrock-runtime`` client (workflow agents)."""
+        import boto3
+
+        return boto3.client("bedrock-runtime", region_name=self.settings.aws.region)
+
+    def _agent_loop(self, tools: ToolRegistry, budget: AgentBudget) -> AgentLoop:
+        from shared.workflows.agent import AgentLoop
+
+        return AgentLoop(
+            self.bedrock_runtime,
+            model_id=self.settings.llm.bedrock_model_id,
+            tools=tools,
+            max_steps=budget.max_steps,
+            max_tokens=budget.max_tokens,
+            time_budget_s=budget.time_budget_s,
+        )
+
+    @cached_property
+    def workflow_executors(self) -> NodeExecutors:
+        """The leaf node types, for the local engine and for Step Functions tasks alike."""
+        from shared.workflows.nodes import AgentBudget, NodeExecutors
+        from shared.workflows.safe_http import HttpPolicy, SafeHttpClient
+        from shared.workflows.tools import default_tool_registry
+
+        workflows = self.settings.workflows
+        http = SafeHttpClient(HttpPolicy.from_settings(workflows))
+        return NodeExecutors(
+            query_service=lambda: self.query_service,
+            kbs=lambda: self.kb_service,
+            answer_generator=lambda: self.answer_generator,
+            tools=default_tool_registry(),
+            http_client=lambda: http,
+            secrets=lambda: self.provider_secrets,
+            agent_loop=self._agent_loop if self.settings.llm.provider == "bedrock" else None,
+            agent_budget=AgentBudget(
+                max_steps=workflows.agent_max_steps,
+                max_tokens=workflows.agent_max_tokens,
+                time_budget_s=workflows.agent_time_budget_s,
+            ),
+        )
+
+    @cached_property
+    def workflow_tasks(self) -> WorkflowTasks:
+        """Runs the tasks of workflow runs on Step Functions (``shared.workflows.task``)."""
+        from shared.workflows.task import WorkflowTasks
+
+        workflows = self.settings.workflows
+        return WorkflowTasks(
+            self.workflow_repository,
+            self.workflow_executors,
+            self.metrics,
+            default_timeout_s=workflows.default_node_timeout_s,
+            default_approval_timeout_s=workflows.default_approval_timeout_s,
+            max_map_items=workflows.max_map_items,
+        )
+
+    @cached_property
+    def workflow_state_machines(self) -> WorkflowStateMachines:
+        """Workflow runs on Step Functions: a state machine per workflow version."""
+        from shared.adapters.stepfunctions_workflow_state_machines import (
+            StepFunctionsWorkflowStateMachines,
+        )
+        from shared.errors import ConfigurationError
+
+        aws, workflows = self.settings.aws, self.settings.workflows
+        function = aws.workflow_function or os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+        if not (aws.workflow_state_machine_prefix and aws.workflow_role_arn and function):
+            raise ConfigurationError(
+                "workflow runs on Step Functions need QUARRY_AWS__WORKFLOW_STATE_MACHINE_PREFIX, "
+                "QUARRY_AWS__WORKFLOW_ROLE_ARN and QUARRY_AWS__WORKFLOW_FUNCTION (in Lambda: "
+                "the running function)"
+            )
+        return StepFunctionsWorkflowStateMachines(
+            arn_prefix=aws.workflow_state_machine_prefix,
+            role_arn=aws.workflow_role_arn,
+            function=function,
+            default_timeout_s=workflows.default_node_timeout_s,
+            default_approval_timeout_s=workflows.default_approval_timeout_s,
+            region=aws.region,
+        )
+
+    @cached_property
+    def workflow_task_tokens(self) -> TaskTokens:
+        """Sends approval decisions to the state machine tasks waiting for them."""
+        from shared.adapters.stepfunctions_task_tokens import StepFunctionsTaskTokens
+
+        return StepFunctionsTaskTokens(region=self.settings.aws.region)
+
+    @cached_property
+    def workflow_service(self) -> WorkflowService:
+        from shared.workflows.definition import ValidationRules
+        from shared.workflows.engine import WorkflowEngine
+        from shared.workflows.service import WorkflowService
+
+        workflows = self.settings.workflows
+        executors = self.workflow_executors
+        engine = WorkflowEngine(
+            self.workflow_repository,
+            executors,
+            self.metrics,
+            default_timeout_s=workflows.default_node_timeout_s,
+            default_approval_timeout_s=workflows.default_approval_timeout_s,
+            max_map_items=workflows.max_map_items,
+        )
+        service = WorkflowService(
+            self.workflow_repository,
+            engine,
+            self.auth_repository,
+            ValidationRules.from_settings(self.settings, tool_names=executors.tool_names),
+            max_input_bytes=workflows.max_input_bytes,
+        )
+        self._created("workflow_service", service.aclose)
+        return service
+
+    # --- auth ------------------------------------------------------------------------------
+    @cached_property
+    def auth_repository(self) -> AuthRepository:
+        from shared.db.auth_repository import AuthRepository
+
+        return AuthRepository(self.database)
+
+    @cached_property
+    def key_ring(self) -> KeyRing:
+        from shared.auth.keys import key_ring_from_settings
+
+        return key_ring_from_settings(self.settings.auth)
+
+    @cached_property
+    def token_issuer(self) -> TokenIssuer:
+        from shared.auth.tokens import TokenIssuer
+
+        auth = self.settings.auth
+        return TokenIssuer(
+            self.key_ring, issuer=auth.jwt_issuer, audience=auth.jwt_audience,
+            ttl_s=auth.access_token_ttl_s,
+        )  # fmt: skip
+
+    @cached_property
+    def token_verifier(self) -> TokenVerifier:
+        from shared.auth.tokens import TokenVerifier
+
+        auth = self.settings.auth
+        return TokenVerifier(
+            self.key_ring, issuer=auth.jwt_issuer, audience=auth.jwt_audience,
+            leeway_s=auth.jwt_leeway_s,
+        )  # fmt: skip
+
+    @cached_property
+    def password_hasher(self) -> PasswordHasher:
+        from shared.auth.passwords import PasswordHasher
+
+        auth = self.settings.auth
+        return PasswordHasher(
+            time_cost=auth.password_time_cost,
+            memory_cost_kib=auth.password_memory_kib,
+            parallelism=auth.password_parallelism,
+        )
+
+    @cached_property
+    def sessions(self) -> SessionService:
+        from shared.auth.refresh import RefreshTokenService
+        from shared.auth.sessions import SessionService
+
+        refresh = RefreshTokenService(
+            self.auth_repository,
+            self.auth_repository,
+            ttl_s=self.settings.auth.refresh_token_ttl_s,
+        )
+        return SessionService(
+            self.auth_repository,
+            self.password_hasher,
+            self.token_issuer,
+            refresh,
+            self.auth_repository,
+        )
+
+    @cached_property
+    def api_keys(self) -> ApiKeyService:
+        from shared.auth.api_keys import ApiKeyService
+
+        pepper = self.settings.auth.api_key_pepper.get_secret_value().encode()
+        return ApiKeyService(self.auth_repository, self.auth_repository, pepper=pepper)
+
+    @cached_property
+    def authenticator(self) -> Authenticator:
+        from shared.auth.authenticator import Authenticator
+
+        return Authenticator(self.token_verifier, self.api_keys)
+
+    @cached_property
+    def users(self) -> UserService:
+        from shared.auth.users import UserService
+
+        return UserService(
+            self.auth_repository,
+            self.password_hasher,
+            self.sessions,
+            self.auth_repository,
+            allow_registration=self.settings.auth.allow_registration,
+        )
+
+    @cached_property
+    def provider_secrets(self) -> ProviderSecrets:
+        from shared.auth.secrets import ProviderSecrets
+        from shared.db.secret_repository import SecretRepository
+
+        auth = self.settings.auth
+        cipher: Any
+        if auth.secrets_cipher == "kms":
+            from shared.adapters.kms_envelope_cipher import KmsEnvelopeCipher
+
+            assert auth.kms_key_id is not None  # checked by the settings model
+            cipher = KmsEnvelopeCipher(auth.kms_key_id, region=self.settings.aws.region)
+        else:
+            from shared.adapters.local_key_file_cipher import LocalKeyFileCipher
+
+            cipher = LocalKeyFileCipher(
+                auth.secrets_key_file or self.settings.data_dir / "secrets.key"
+            )
+        return ProviderSecrets(SecretRepository(self.database), cipher, self.auth_repository)
+
+    @cached_property
+    def rate_limiter(self) -> RateLimiter:
+        from shared.auth.rate_limit import FallbackRateLimiter, InProcessRateLimiter
+
+        local = InProcessRateLimiter()
+        if self.redis is None:
+            return local
+        from shared.adapters.redis_rate_limiter import RedisRateLimiter
+
+        return FallbackRateLimiter(RedisRateLimiter(self.redis), local)
+
     # --- health and shutdown ---------------------------------------------------------------
     def health_checks(self) -> list[HealthCheck]:
         checks = [
@@ -357,7 +672,9 @@ class Container:
 
             redis = self.redis
             checks.append(HealthCheck("redis", lambda: ping_redis(redis), required=False))
-        if self.gpu_endpoint is not None:
+        if self.gpu_sagemaker is not None:
+            checks.append(HealthCheck("models", self.gpu_sagemaker.health))
+        elif self.gpu_endpoint is not None:
             checks.append(HealthCheck("models", self.gpu_endpoint.health))
         else:
             checks.append(HealthCheck("models", probe_local_models))
@@ -373,6 +690,16 @@ class Container:
                     await result
             except Exception:
                 log.exception("closing %s failed", name)
+
+
+def database_password(settings: Settings) -> Callable[[], str] | None:
+    """With IAM database authentication (``QUARRY_AWS__DB_IAM_AUTH``): what makes the password
+    (an IAM token) of each new connection; None: the URL's password."""
+    if not settings.aws.db_iam_auth:
+        return None
+    from shared.adapters.rds_iam_auth import RdsIamAuthToken
+
+    return RdsIamAuthToken(settings.database_url, region=settings.aws.region)
 
 
 def _pool_gauges(database: Database) -> list[tuple[str, float, Dimensions]]:

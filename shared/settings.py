@@ -3,7 +3,8 @@
 Every value comes from a ``QUARRY_*`` environment variable (nested groups use ``__``, e.g.
 ``QUARRY_DB__POOL_SIZE``) or an optional ``.env`` file. The ``local`` profile needs no setup: every
 adapter is embedded and keeps its files under ``QUARRY_DATA_DIR``. The ``aws`` profile refuses to
-start with an embedded adapter or a default secret.
+start with an embedded adapter or a default secret. In the cloud, secrets come from the Secrets
+Manager ARNs in ``QUARRY_AWS__*_SECRET_ARN`` (``shared.adapters.aws_secrets_source``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from shared.domains import CAPABILITIES, DOMAIN_CAPABILITIES, Domain
 
 # A development-only signing secret. The aws profile refuses it; see ``_check_aws_profile``.
 DEFAULT_JWT_SECRET = "quarry-local-development-secret-change-me!"  # noqa: S105
+DEFAULT_API_KEY_PEPPER = "quarry-local-development-pepper-change-me!"
 
 Profile = Literal["local", "aws"]
 
@@ -146,13 +150,112 @@ class IngestionSettings(BaseModel):
     chunk_overlap_tokens: int = Field(default=32, ge=0, description="Default chunk overlap.")
 
 
+class PreviousSigningKey(BaseModel):
+    """A key that no longer signs but still verifies the tokens it signed (key rotation)."""
+
+    kid: str = Field(description="The key id tokens carry in their header.")
+    algorithm: Literal["HS256", "RS256", "ES256"] = Field(description="The key's one algorithm.")
+    secret: SecretStr | None = Field(default=None, description="HS256: the old secret.")
+    public_key_pem: str | None = Field(default=None, description="RS256/ES256: the public key.")
+
+
 class AuthSettings(BaseModel):
+    jwt_algorithm: Literal["HS256", "RS256", "ES256"] = Field(
+        default="HS256", description="Access-token signing algorithm."
+    )
     jwt_secret: SecretStr = Field(
         default=SecretStr(DEFAULT_JWT_SECRET), description="HS256 signing secret (>= 32 bytes)."
     )
+    jwt_private_key: SecretStr | None = Field(
+        default=None, description="RS256/ES256: the PEM private key that signs access tokens."
+    )
+    jwt_key_id: str = Field(default="k1", description="`kid` of the active signing key.")
+    jwt_previous_keys: list[PreviousSigningKey] = Field(
+        default_factory=list,
+        description="Retired keys that still verify (JSON list of {kid, algorithm, secret | "
+        "public_key_pem}); keep each for at least one access-token lifetime.",
+    )
+    jwt_issuer: str = Field(default="quarry", description="`iss` of access tokens.")
+    jwt_audience: str = Field(default="quarry-api", description="`aud` of access tokens.")
+    jwt_leeway_s: int = Field(default=30, ge=0, le=300, description="Clock-skew allowance.")
     access_token_ttl_s: int = Field(default=900, ge=60, description="Access token lifetime.")
     refresh_token_ttl_s: int = Field(
         default=7 * 24 * 3600, ge=300, description="Refresh token lifetime."
+    )
+    api_key_pepper: SecretStr = Field(
+        default=SecretStr(DEFAULT_API_KEY_PEPPER),
+        description="Server-side secret in API key hashes (>= 32 bytes).",
+    )
+    secrets_cipher: Literal["local", "kms"] = Field(
+        default="local", description="Provider-secret encryption: a local key file or AWS KMS."
+    )
+    secrets_key_file: Path | None = Field(
+        default=None, description="AES-GCM key file (default: `<data_dir>/secrets.key`)."
+    )
+    kms_key_id: str | None = Field(default=None, description="KMS key for provider secrets.")
+    allow_registration: bool = Field(
+        default=True, description="Whether `POST /v1/auth/register` may create new tenants."
+    )
+    password_time_cost: int = Field(default=3, ge=1, description="argon2id passes.")
+    password_memory_kib: int = Field(default=64 * 1024, ge=8 * 1024, description="argon2id KiB.")
+    password_parallelism: int = Field(default=4, ge=1, description="argon2id lanes.")
+    login_rate_limit: int = Field(
+        default=10, ge=1, description="Logins per window per client IP and email."
+    )
+    register_rate_limit: int = Field(
+        default=5, ge=1, description="Registrations per window per client IP."
+    )
+    query_rate_limit: int = Field(default=120, ge=1, description="Queries per window per caller.")
+    default_rate_limit: int = Field(
+        default=600, ge=1, description="Requests per window per caller on every other route."
+    )
+    rate_limit_window_s: float = Field(default=60.0, gt=0, description="Rate-limit window.")
+
+
+class WorkflowSettings(BaseModel):
+    max_nodes: int = Field(
+        default=100, ge=1, description="Most nodes in one workflow, nested ones included."
+    )
+    max_map_concurrency: int = Field(
+        default=16, ge=1, description="Highest `max_concurrency` a map node may ask for."
+    )
+    max_map_items: int = Field(default=1000, ge=1, description="Most items one map node runs.")
+    default_node_timeout_s: float = Field(
+        default=60.0, gt=0, description="Timeout of a node attempt that sets none."
+    )
+    default_approval_timeout_s: float = Field(
+        default=7 * 24 * 3600.0, gt=0, description="How long an approval waits when unset."
+    )
+    max_input_bytes: int = Field(
+        default=256 * 1024, ge=1, description="Largest run input (JSON-encoded)."
+    )
+    max_definition_bytes: int = Field(
+        default=256 * 1024, ge=1, description="Largest workflow definition (JSON or YAML)."
+    )
+    max_wait_s: float = Field(
+        default=30.0, gt=0, description="Longest a `wait: true` run request waits for the run."
+    )
+    http_allow_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names HTTP nodes may call even when they resolve to private addresses.",
+    )
+    http_allow_cidrs: list[str] = Field(
+        default_factory=list,
+        description="Networks (CIDR) HTTP nodes may call although private, e.g. `10.1.0.0/16`.",
+    )
+    http_timeout_s: float = Field(default=10.0, gt=0, description="HTTP node request timeout.")
+    http_max_response_bytes: int = Field(
+        default=1024 * 1024, ge=1, description="Largest HTTP node response body read."
+    )
+    http_max_redirects: int = Field(
+        default=3, ge=0, description="Redirects an HTTP node follows, each re-checked."
+    )
+    agent_max_steps: int = Field(default=8, ge=1, description="Most model calls of one agent run.")
+    agent_max_tokens: int = Field(
+        default=8000, ge=1, description="Most input + output tokens of one agent run."
+    )
+    agent_time_budget_s: float = Field(
+        default=60.0, gt=0, description="Longest time one agent run may take."
     )
 
 
@@ -188,6 +291,51 @@ class AwsSettings(BaseModel):
     saga_state_machine_arn: str | None = Field(
         default=None, description="Step Functions state machine running the ingestion saga."
     )
+    workflow_state_machine_prefix: str | None = Field(
+        default=None,
+        description="ARN prefix of the workflows' state machines, "
+        "`arn:aws:states:<region>:<account>:stateMachine:<name prefix>`: each workflow version "
+        "runs on its own `<name prefix>-<digest>-v<version>`.",
+    )
+    workflow_role_arn: str | None = Field(
+        default=None, description="IAM role the workflows' state machines run as."
+    )
+    workflow_function: str | None = Field(
+        default=None,
+        description="Function the workflows' state machines invoke for each task (name or ARN; "
+        "default in Lambda: the running function).",
+    )
+    gpu_endpoint_name: str | None = Field(
+        default=None,
+        description="SageMaker endpoint of the GPU model service: model calls become SigV4-signed "
+        "`invoke_endpoint` calls (instead of HTTP to `QUARRY_MODELS__GPU_ENDPOINT_URL`).",
+    )
+    db_secret_arn: str | None = Field(
+        default=None,
+        description="Secrets Manager secret of the database (RDS JSON: username, password, host, "
+        "port, dbname), read at start into `QUARRY_DB__URL`.",
+    )
+    db_iam_auth: bool = Field(
+        default=False,
+        description="Authenticate to the database with an IAM token "
+        "(`rds.generate_db_auth_token`, made for every new connection), not a password.",
+    )
+    redis_secret_arn: str | None = Field(
+        default=None,
+        description="Secret `{username, password}`: the AUTH of `QUARRY_CACHE__REDIS_URL`.",
+    )
+    milvus_secret_arn: str | None = Field(
+        default=None, description="Secret `{uri, token}`: the Milvus server and its token."
+    )
+    jwt_secret_arn: str | None = Field(
+        default=None,
+        description="Secret `{jwt_secret}`: `QUARRY_AUTH__JWT_SECRET`.",
+    )
+    api_key_pepper_secret_arn: str | None = Field(
+        default=None,
+        description="Secret holding `QUARRY_AUTH__API_KEY_PEPPER`: the pepper itself, or JSON "
+        "`{api_key_pepper}`.",
+    )
 
 
 class Settings(BaseSettings):
@@ -200,6 +348,11 @@ class Settings(BaseSettings):
     )
 
     profile: Profile = Field(default="local", description="`local` or `aws`.")
+    domain: Domain | None = Field(
+        default=None,
+        description="The domain function this process serves (the CDK app sets it): the aws "
+        "profile checks only what that domain uses. Unset: everything.",
+    )
     data_dir: Path = Field(
         default=Path(".quarry"), description="Where local adapters keep their files."
     )
@@ -220,15 +373,38 @@ class Settings(BaseSettings):
     query: QuerySettings = Field(default_factory=QuerySettings)
     tuning: TuningSettings = Field(default_factory=TuningSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
+    workflows: WorkflowSettings = Field(default_factory=WorkflowSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     aws: AwsSettings = Field(default_factory=AwsSettings)
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The usual sources, with the secrets named by ``QUARRY_AWS__*_SECRET_ARN`` between
+        the keyword arguments and the environment (they complete the environment's values)."""
+        from shared.adapters.aws_secrets_source import AwsSecretsSource
+
+        secrets = AwsSecretsSource(settings_cls, configured=(env_settings, dotenv_settings))
+        return init_settings, secrets, env_settings, dotenv_settings, file_secret_settings
+
     @model_validator(mode="after")
     def _check_profile(self) -> Settings:
         if len(self.auth.jwt_secret.get_secret_value().encode()) < 32:
             raise ValueError("auth.jwt_secret must be at least 32 bytes")
+        if len(self.auth.api_key_pepper.get_secret_value().encode()) < 32:
+            raise ValueError("auth.api_key_pepper must be at least 32 bytes")
+        if self.auth.jwt_algorithm != "HS256" and self.auth.jwt_private_key is None:
+            raise ValueError(f"auth.jwt_algorithm {self.auth.jwt_algorithm} needs jwt_private_key")
+        if self.auth.secrets_cipher == "kms" and not self.auth.kms_key_id:
+            raise ValueError("auth.secrets_cipher=kms needs auth.kms_key_id")
         if self.profile == "aws":
             problems = _aws_profile_problems(self)
             if problems:
@@ -251,26 +427,42 @@ class Settings(BaseSettings):
 
 
 def _aws_profile_problems(s: Settings) -> list[str]:
+    """What keeps this process from running in the cloud: only the capabilities its domain
+    uses are checked (the tuning function needs no GPU endpoint, only auth signs tokens)."""
+    needs = DOMAIN_CAPABILITIES[s.domain] if s.domain else frozenset(CAPABILITIES)
     problems: list[str] = []
     url = s.db.url or ""
-    if not url.startswith("postgresql"):
+    if "db" in needs and not url.startswith("postgresql"):
         problems.append("QUARRY_DB__URL must be a PostgreSQL URL")
-    elif "sslmode=require" not in url and "sslmode=verify" not in url:
+    elif "db" in needs and "sslmode=require" not in url and "sslmode=verify" not in url:
         problems.append("QUARRY_DB__URL must use sslmode=require (or verify-full)")
-    if not s.cache.redis_url:
+    if "cache" in needs and not s.cache.redis_url:
         problems.append("QUARRY_CACHE__REDIS_URL must be set")
-    if not (s.vectors.milvus_uri or "").startswith(("http://", "https://")):
+    if "vectors" in needs and not (s.vectors.milvus_uri or "").startswith(("http://", "https://")):
         problems.append("QUARRY_VECTORS__MILVUS_URI must be a Milvus server URI")
-    if s.models.provider != "gpu_endpoint" or not s.models.gpu_endpoint_url:
-        problems.append("QUARRY_MODELS__PROVIDER=gpu_endpoint with a GPU endpoint URL is required")
-    if s.saga_runner != "stepfunctions" or not s.aws.saga_state_machine_arn:
+    if "models" in needs and (
+        s.models.provider != "gpu_endpoint"
+        or not (s.models.gpu_endpoint_url or s.aws.gpu_endpoint_name)
+    ):
+        problems.append(
+            "QUARRY_MODELS__PROVIDER=gpu_endpoint with a GPU endpoint URL or "
+            "QUARRY_AWS__GPU_ENDPOINT_NAME is required"
+        )
+    if "sagas" in needs and (s.saga_runner != "stepfunctions" or not s.aws.saga_state_machine_arn):
         problems.append("QUARRY_SAGA_RUNNER=stepfunctions with a state machine ARN is required")
-    if s.event_bus != "eventbridge":
+    if "events" in needs and s.event_bus != "eventbridge":
         problems.append("QUARRY_EVENT_BUS must be eventbridge")
-    if s.blob_store != "s3" or not s.aws.documents_bucket:
+    if "documents" in needs and (s.blob_store != "s3" or not s.aws.documents_bucket):
         problems.append("QUARRY_BLOB_STORE=s3 with QUARRY_AWS__DOCUMENTS_BUCKET is required")
-    if s.auth.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET:
-        problems.append("QUARRY_AUTH__JWT_SECRET must not be the development default")
+    if "jwt" in needs:
+        if s.auth.jwt_algorithm == "HS256" and s.auth.jwt_secret.get_secret_value() == (
+            DEFAULT_JWT_SECRET
+        ):
+            problems.append("QUARRY_AUTH__JWT_SECRET must not be the development default")
+        if s.auth.api_key_pepper.get_secret_value() == DEFAULT_API_KEY_PEPPER:
+            problems.append("QUARRY_AUTH__API_KEY_PEPPER must not be the development default")
+    if "provider_secrets" in needs and s.auth.secrets_cipher != "kms":
+        problems.append("QUARRY_AUTH__SECRETS_CIPHER must be kms (with QUARRY_AUTH__KMS_KEY_ID)")
     return problems
 
 

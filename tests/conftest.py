@@ -22,6 +22,12 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("QUARRY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# argon2id at its minimum cost: tests hash many passwords, and the strength is not under test.
+FAST_PASSWORD_HASHING = {
+    "password_time_cost": 1,
+    "password_memory_kib": 8192,
+    "password_parallelism": 1,
+}
 
 # Tests must never read a developer's .env or QUARRY_* variables by accident.
 for _name in [
@@ -43,6 +49,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
 
     def build(**overrides: Any) -> Settings:
         values: dict[str, Any] = {"data_dir": tmp_path / "data"}
+        values["auth"] = {**FAST_PASSWORD_HASHING, **overrides.pop("auth", {})}
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Literal
 
 from fastapi import Depends, Request
 
+from shared.auth.authenticator import principal_from_context
+from shared.auth.rate_limit import RateLimit, check
+from shared.auth.rbac import Permission, Principal, require
 from shared.container import Container
-from shared.errors import Unauthorized
-from shared.kb.service import LOCAL_TENANT
+from shared.db.engine import tenant_scope
 from shared.observability.metrics import MetricsSink
 from shared.settings import Settings
 
@@ -44,20 +46,72 @@ def get_container(request: Request) -> Container:
 ContainerDep = Annotated[Container, Depends(get_container)]
 
 
-async def get_tenant_id(request: Request, container: ContainerDep) -> uuid.UUID:
-    """The caller's tenant. In the cloud it comes only from the Lambda authorizer's context
-    (API Gateway has already validated the token); the local server has one tenant."""
+RateLimitName = Literal["default", "query"]
+
+
+def _client_ip(request: Request) -> str | None:
     event = request.scope.get("aws.event")
-    if event is not None or container.settings.profile == "aws":
-        authorizer = ((event or {}).get("requestContext") or {}).get("authorizer") or {}
-        tenant = (authorizer.get("lambda") or {}).get("tenant_id")
-        if not tenant:
-            raise Unauthorized("no authenticated tenant in the request", code="unauthenticated")
-        try:
-            return uuid.UUID(str(tenant))
-        except ValueError as exc:
-            raise Unauthorized("the tenant in the request is not valid") from exc
-    return await container.kb_repository.ensure_tenant(LOCAL_TENANT)
+    if event is not None:
+        source = ((event.get("requestContext") or {}).get("http") or {}).get("sourceIp")
+        return str(source) if source else None
+    return request.client.host if request.client else None
 
 
-TenantDep = Annotated[uuid.UUID, Depends(get_tenant_id)]
+async def authenticate(request: Request, container: Container) -> Principal:
+    """The caller. In Lambda, only the authorizer's context counts (API Gateway ran the Lambda
+    authorizer before the function); elsewhere the same credential check runs here."""
+    event = request.scope.get("aws.event")
+    if event is not None:
+        authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+        return principal_from_context(authorizer.get("lambda") or {})
+    return await container.authenticator.authenticate(
+        request.headers.get("authorization"), request.headers.get("x-api-key")
+    )
+
+
+def authorize(
+    permission: Permission | None, *, limit: RateLimitName = "default"
+) -> Callable[[Request, Container], Awaitable[Principal]]:
+    """A dependency: the authenticated principal holding ``permission`` (else 401/403), counted
+    against its per-route rate limit (else 429 with Retry-After). It also scopes the request's
+    database work to the principal's tenant (``tenant_scope``)."""
+
+    async def dependency(request: Request, container: ContainerDep) -> Principal:
+        principal = await authenticate(request, container)
+        tenant_scope.set(principal.tenant_id)
+        auth = container.settings.auth
+        rule = RateLimit(
+            auth.query_rate_limit if limit == "query" else auth.default_rate_limit,
+            auth.rate_limit_window_s,
+        )
+        route = getattr(request.scope.get("route"), "path", request.url.path)
+        await check(container.rate_limiter, principal=principal.subject, route=route, rule=rule)
+        if permission is not None:
+            require(principal, permission)
+        return principal
+
+    return dependency
+
+
+async def client_ip(request: Request) -> str | None:
+    return _client_ip(request)
+
+
+ClientIpDep = Annotated[str | None, Depends(client_ip)]
+# Routes on one KB check the KB-specific permission themselves (``KbService.get_for``): a
+# restricted KB's grant may stand in for the role (``shared.kb.access``).
+KbCaller = Annotated[Principal, Depends(authorize(None))]
+KbQueryCaller = Annotated[Principal, Depends(authorize(None, limit="query"))]
+KbReader = Annotated[Principal, Depends(authorize(Permission.KB_READ))]
+KbWriter = Annotated[Principal, Depends(authorize(Permission.KB_WRITE))]
+KbManager = Annotated[Principal, Depends(authorize(Permission.KB_MANAGE))]
+UserManager = Annotated[Principal, Depends(authorize(Permission.USERS_MANAGE))]
+ApiKeyManager = Annotated[Principal, Depends(authorize(Permission.API_KEYS_MANAGE))]
+SecretManager = Annotated[Principal, Depends(authorize(Permission.SECRETS_MANAGE))]
+AuditReader = Annotated[Principal, Depends(authorize(Permission.AUDIT_READ))]
+TenantManager = Annotated[Principal, Depends(authorize(Permission.TENANT_MANAGE))]
+WorkflowReader = Annotated[Principal, Depends(authorize(Permission.WORKFLOWS_READ))]
+WorkflowRunner = Annotated[Principal, Depends(authorize(Permission.WORKFLOWS_RUN))]
+WorkflowManager = Annotated[Principal, Depends(authorize(Permission.WORKFLOWS_MANAGE))]
+# Any authenticated caller, whatever its permissions (e.g. ``GET /v1/auth/me``).
+PrincipalDep = Annotated[Principal, Depends(authorize(None))]

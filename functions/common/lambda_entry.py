@@ -24,19 +24,34 @@ T = TypeVar("T")
 _loop: asyncio.AbstractEventLoop | None = None
 
 
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Runs ``coro`` on the execution environment's one event loop. Mangum uses the same loop,
-    so pooled database connections made in one invocation stay usable in the next."""
+def event_loop() -> asyncio.AbstractEventLoop:
+    """The execution environment's one event loop, made current. HTTP events (Mangum runs on the
+    current loop) and other events (``run_async``) share it, so pooled database connections made
+    in one invocation stay usable in the next, whatever the events' order."""
     global _loop
     if _loop is None or _loop.is_closed():
         _loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(_loop)
-    return _loop.run_until_complete(coro)
+    asyncio.set_event_loop(_loop)
+    return _loop
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    return event_loop().run_until_complete(coro)
+
+
+def is_authorizer_event(event: dict[str, Any]) -> bool:
+    """An HTTP API Lambda authorizer request (payload 2.0): shaped like a request, plus these."""
+    return event.get("type") == "REQUEST" and "routeArn" in event
 
 
 def is_http_api_event(event: dict[str, Any]) -> bool:
     context = event.get("requestContext")
-    return isinstance(context, dict) and "http" in context and "routeKey" in event
+    return (
+        isinstance(context, dict)
+        and "http" in context
+        and "routeKey" in event
+        and not is_authorizer_event(event)
+    )
 
 
 def make_lambda_handler(
@@ -56,6 +71,7 @@ def make_lambda_handler(
     @metrics.log_metrics(capture_cold_start_metric=True)
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Any:
         if is_http_api_event(event):
+            event_loop()
             return asgi(event, context)  # type: ignore[arg-type]  # same shape, other stubs
         if on_other_event is not None:
             return on_other_event(event, context)

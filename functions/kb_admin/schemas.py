@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,6 +32,7 @@ class KbOut(BaseModel):
     chunk_size_tokens: int
     chunk_overlap_tokens: int
     version: int
+    restricted: bool = False
     created_at: datetime
     updated_at: datetime
 
@@ -112,3 +113,18 @@ class UploadUrlOut(BaseModel):
     url: str
     key: str
     expires_in: int
+
+
+class KbGrantOut(BaseModel):
+    user_id: uuid.UUID
+    level: Literal["read", "write", "admin"]
+
+
+class KbAccessIn(BaseModel):
+    restricted: bool
+    grants: list[KbGrantOut] = Field(default_factory=list, max_length=1000)
+
+
+class KbAccessOut(BaseModel):
+    restricted: bool
+    grants: list[KbGrantOut]

@@ -7,9 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from functions.common.dependencies import ContainerDep, TenantDep
+from functions.common.dependencies import ContainerDep, KbManager, KbQueryCaller, KbReader
 from functions.common.health_routes import domain_health_router
 from functions.query.schemas import QueryBody, QueryOut
+from shared.auth.rbac import Permission
 from shared.query.service import QueryRequest
 from shared.query.stats import query_stats
 
@@ -19,25 +20,28 @@ router.include_router(domain_health_router("query"))
 
 @router.post("/v1/kbs/{kb}/query")
 async def query_kb(
-    kb: str, body: QueryBody, tenant_id: TenantDep, container: ContainerDep
+    kb: str, body: QueryBody, principal: KbQueryCaller, container: ContainerDep
 ) -> QueryOut:
-    result = await container.query_service.query(tenant_id, kb, QueryRequest(**body.model_dump()))
+    await container.kb_service.get_for(principal, kb, Permission.KB_READ)
+    result = await container.query_service.query(
+        principal.tenant_id, kb, QueryRequest(**body.model_dump())
+    )
     return QueryOut.model_validate(result)
 
 
 @router.get("/v1/stats/queries")
 async def stats_queries(
-    tenant_id: TenantDep,
+    principal: KbReader,
     container: ContainerDep,
     window_hours: Annotated[int, Query(ge=1, le=24 * 90)] = 24,
 ) -> dict[str, Any]:
     since = datetime.now(UTC) - timedelta(hours=window_hours)
     await container.query_event_log.flush()  # include this process's buffered events
-    rows = await container.query_repository.window(tenant_id, since)
+    rows = await container.query_repository.window(principal.tenant_id, since)
     return {"window_hours": window_hours, **query_stats(rows)}
 
 
 @router.get("/v1/stats/cache")
-async def stats_cache(_tenant_id: TenantDep, container: ContainerDep) -> dict[str, Any]:
+async def stats_cache(_principal: KbManager, container: ContainerDep) -> dict[str, Any]:
     """Hit rates by level and mode of this process's cache (in Lambda: this instance's)."""
     return container.query_cache.stats()

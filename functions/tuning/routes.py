@@ -6,10 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import Depends
 from pydantic import BaseModel
 
-from functions.common.dependencies import ContainerDep, get_tenant_id
+from functions.common.dependencies import ContainerDep, KbReader, TenantManager
 from functions.common.health_routes import domain_health_router
 from shared.tuning.thresholds import Thresholds, TuningDecision
 
@@ -49,8 +48,8 @@ class TuningDecisionOut(BaseModel):
         )
 
 
-@router.get("/v1/tuning/config", dependencies=[Depends(get_tenant_id)])
-async def tuning_config(container: ContainerDep) -> TuningConfigOut:
+@router.get("/v1/tuning/config")
+async def tuning_config(_principal: KbReader, container: ContainerDep) -> TuningConfigOut:
     active = await container.tuning_service.active_config()
     return TuningConfigOut(
         version=active.version,
@@ -59,8 +58,9 @@ async def tuning_config(container: ContainerDep) -> TuningConfigOut:
     )
 
 
-@router.post("/v1/tuning/run", dependencies=[Depends(get_tenant_id)])
-async def run_tuning(container: ContainerDep) -> TuningDecisionOut:
+@router.post("/v1/tuning/run")
+async def run_tuning(_principal: TenantManager, container: ContainerDep) -> TuningDecisionOut:
+    """Re-fits the router's thresholds (shared by every tenant) now; tenant owners may ask."""
     service = container.tuning_service
     decision = await service.run(trigger="api")
     container.metrics.increment("tuning_runs", outcome=decision.outcome)

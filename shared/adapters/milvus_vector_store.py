@@ -26,6 +26,7 @@ T = TypeVar("T")
 
 # The iterator warns on every use against Milvus Lite (no server timestamp); it is harmless.
 logging.getLogger("pymilvus.orm.iterator").setLevel(logging.ERROR)
+_EMPTY_BM25_STATS = "NaN or Inf value"
 
 ENGLISH_ANALYZER = {"type": "english"}
 MAX_TEXT_CHARS = 16_000  # Milvus VARCHAR is bounded in bytes (65,535); UTF-8 takes up to 4 each
@@ -203,16 +204,25 @@ class MilvusVectorStore:
         limit: int,
     ) -> list[ScoredChunk]:
         def run() -> list[Any]:
+            from pymilvus.exceptions import MilvusException
+
             self._ensure(space)
-            result: list[Any] = self.client.search(
-                space.collection,
-                data=data,
-                anns_field=field,
-                limit=limit,
-                filter=_scope(tenant_id, kb_id),
-                output_fields=["document_id", "generation", "tenant_id"],
-                search_params={"metric_type": metric, "params": {}},
-            )
+            try:
+                result: list[Any] = self.client.search(
+                    space.collection,
+                    data=data,
+                    anns_field=field,
+                    limit=limit,
+                    filter=_scope(tenant_id, kb_id),
+                    output_fields=["document_id", "generation", "tenant_id"],
+                    search_params={"metric_type": metric, "params": {}},
+                )
+            except MilvusException as exc:
+                # BM25 over a collection that has never held a row divides by its zero average
+                # length, and Milvus reports the NaN: there is nothing to find.
+                if metric == "BM25" and _EMPTY_BM25_STATS in str(exc):
+                    return [[]]
+                raise
             return result
 
         hits = (await self._call(run))[0]

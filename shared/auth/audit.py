@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 Outcome = Literal["success", "denied", "failure"]
@@ -23,3 +24,18 @@ class AuditEvent:
 
 class AuditSink(Protocol):
     async def record_audit(self, event: AuditEvent) -> None: ...
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """A stored entry, as tenant admins read it (``GET /v1/audit``)."""
+
+    id: int
+    created_at: datetime
+    action: str
+    outcome: str
+    principal: str | None
+    resource: str | None
+    request_id: str | None
+    ip: str | None
+    details: dict[str, Any]

@@ -12,11 +12,14 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+if TYPE_CHECKING:
+    from shared.settings import AuthSettings
 
 Algorithm = Literal["HS256", "RS256", "ES256"]
 MIN_HMAC_SECRET_BYTES = 32
@@ -140,3 +143,31 @@ def _check_key(algorithm: Algorithm, key: object) -> None:
             raise ValueError("an ES256 key must be on the P-256 curve")
     else:
         raise ValueError(f"unsupported algorithm {algorithm!r}")
+
+
+def key_ring_from_settings(auth: AuthSettings) -> KeyRing:
+    """The active key (``jwt_algorithm``: the HS256 secret or the PEM private key) under
+    ``jwt_key_id``, plus ``jwt_previous_keys`` that still verify."""
+    if auth.jwt_algorithm == "HS256":
+        active = SigningKey.hs256(auth.jwt_secret.get_secret_value(), kid=auth.jwt_key_id)
+    else:
+        if auth.jwt_private_key is None:
+            raise ValueError(f"{auth.jwt_algorithm} needs auth.jwt_private_key")
+        active = SigningKey.from_private_pem(
+            auth.jwt_key_id, auth.jwt_algorithm, auth.jwt_private_key.get_secret_value()
+        )
+    previous: list[VerificationKey] = []
+    for old in auth.jwt_previous_keys:
+        if old.algorithm == "HS256":
+            if old.secret is None:
+                raise ValueError(f"previous key {old.kid!r}: HS256 needs its secret")
+            previous.append(
+                VerificationKey(old.kid, "HS256", old.secret.get_secret_value().encode())
+            )
+        else:
+            if old.public_key_pem is None:
+                raise ValueError(f"previous key {old.kid!r}: {old.algorithm} needs public_key_pem")
+            previous.append(
+                VerificationKey.from_public_pem(old.kid, old.algorithm, old.public_key_pem)
+            )
+    return KeyRing(active, previous)

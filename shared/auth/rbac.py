@@ -41,6 +41,9 @@ class Permission(StrEnum):
     API_KEYS_MANAGE = "api_keys:manage"  # create, list and revoke API keys
     SECRETS_MANAGE = "secrets:manage"  # store and delete provider secrets
     AUDIT_READ = "audit:read"
+    WORKFLOWS_READ = "workflows:read"  # list workflows and runs, read run details
+    WORKFLOWS_RUN = "workflows:run"  # start, cancel, resume runs; approve or reject a step
+    WORKFLOWS_MANAGE = "workflows:manage"  # create, update and delete workflow definitions
     TENANT_MANAGE = "tenant:manage"  # rename or delete the tenant, transfer ownership
 
 
@@ -52,6 +55,9 @@ _GRANTED_AT = {
     Permission.API_KEYS_MANAGE: Role.ADMIN,
     Permission.SECRETS_MANAGE: Role.ADMIN,
     Permission.AUDIT_READ: Role.ADMIN,
+    Permission.WORKFLOWS_READ: Role.VIEWER,
+    Permission.WORKFLOWS_RUN: Role.MEMBER,
+    Permission.WORKFLOWS_MANAGE: Role.MEMBER,
     Permission.TENANT_MANAGE: Role.OWNER,
 }
 ALL_SCOPES = "*"
@@ -93,10 +99,23 @@ class Principal:
 
     def allows(self, permission: Permission | str) -> bool:
         wanted = _known(permission)
-        if not self.role.at_least(_GRANTED_AT[wanted]):
-            return False
+        return self.role.at_least(_GRANTED_AT[wanted]) and self.scopes_allow(wanted)
+
+    def scopes_allow(self, permission: Permission | str) -> bool:
+        """Whether the scopes (not the role) admit ``permission``; a resource-level grant (e.g.
+        a KB's) may stand in for the role, never for the scopes."""
+        wanted = _known(permission)
         resource = wanted.value.split(":", 1)[0]
         return bool({ALL_SCOPES, f"{resource}:*", wanted.value} & self.scopes)
+
+
+# The local operator: whoever runs the ``quarry`` CLI on the machine that holds the data. It acts
+# as an owner of the CLI's tenant; audit entries name it ``user:`` + the all-zero UUID.
+OPERATOR_ID = uuid.UUID(int=0)
+
+
+def operator_principal(tenant_id: uuid.UUID) -> Principal:
+    return Principal("user", tenant_id, Role.OWNER, frozenset({ALL_SCOPES}), user_id=OPERATOR_ID)
 
 
 def require(principal: Principal, permission: Permission | str) -> None:

@@ -106,6 +106,15 @@ class SessionService:
         if user is None or not user.is_active or user.tenant_id != rotation.tenant_id:
             await self._refresh.revoke_family(rotation.refresh.family_id)
             raise Unauthorized("the account is not active", code="account_inactive")
+        await self._audit.record_audit(
+            AuditEvent(
+                "auth.refresh",
+                "success",
+                user.tenant_id,
+                f"user:{user.id}",
+                resource=f"refresh_family:{rotation.refresh.family_id}",
+            )
+        )
         return self._pair(user, rotation.refresh.token, rotation.refresh.expires_at)
 
     async def logout(self, presented: str) -> None:

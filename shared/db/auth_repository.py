@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from shared.auth.api_keys import ApiKeyRecord
-from shared.auth.audit import AuditEvent
+from shared.auth.audit import AuditEvent, AuditRecord
 from shared.auth.rbac import Role
 from shared.auth.refresh import NewRefreshToken, RefreshTokenRecord
 from shared.auth.sessions import UserRecord
+from shared.auth.users import UserInfo
 from shared.db.engine import Database
-from shared.db.models import ApiKey, AuditEntry, RefreshToken, User
+from shared.db.models import ApiKey, AuditEntry, RefreshToken, Tenant, User, as_utc
 from shared.errors import Conflict
 from shared.observability.logging import request_id_var
 
@@ -40,6 +41,63 @@ class AuthRepository:
         except IntegrityError as exc:
             raise Conflict(f"a user with email {email!r} exists", code="email_taken") from exc
         return _user(user)
+
+    async def create_tenant_with_owner(
+        self, tenant_name: str, email: str, password_hash: str
+    ) -> UserInfo:
+        tenant = Tenant(name=tenant_name)
+        user = User(email=email, password_hash=password_hash, role=Role.OWNER.value)
+        try:
+            async with self._db.session() as session:
+                session.add(tenant)
+                await session.flush()
+                user.tenant_id = tenant.id
+                session.add(user)
+                await session.flush()
+        except IntegrityError as exc:
+            async with self._db.session() as session:
+                taken = await session.scalar(select(Tenant.id).where(Tenant.name == tenant_name))
+            if taken is not None:
+                raise Conflict(
+                    f"a tenant named {tenant_name!r} exists", code="tenant_exists"
+                ) from exc
+            raise Conflict("a user with this email exists", code="email_taken") from exc
+        return _user_info(user)
+
+    async def list_users(self, tenant_id: uuid.UUID) -> Sequence[UserInfo]:
+        async with self._db.session() as session:
+            users = await session.scalars(
+                select(User).where(User.tenant_id == tenant_id).order_by(User.created_at)
+            )
+            return [_user_info(u) for u in users]
+
+    async def get_tenant_user(self, tenant_id: uuid.UUID, user_id: uuid.UUID) -> UserInfo | None:
+        async with self._db.session() as session:
+            user = await session.scalar(
+                select(User).where(User.tenant_id == tenant_id, User.id == user_id)
+            )
+        return _user_info(user) if user is not None else None
+
+    async def update_user(
+        self,
+        tenant_id: uuid.UUID,
+        user_id: uuid.UUID,
+        *,
+        role: Role | None = None,
+        is_active: bool | None = None,
+    ) -> UserInfo | None:
+        async with self._db.session() as session:
+            user = await session.scalar(
+                select(User).where(User.tenant_id == tenant_id, User.id == user_id)
+            )
+            if user is None:
+                return None
+            if role is not None:
+                user.role = role.value
+            if is_active is not None:
+                user.is_active = is_active
+            await session.flush()
+            return _user_info(user)
 
     async def find_user_by_email(self, email: str) -> UserRecord | None:
         async with self._db.session() as session:
@@ -163,6 +221,24 @@ class AuthRepository:
             )
 
     # --- audit ---------------------------------------------------------------------------
+    async def list_audit(
+        self,
+        tenant_id: uuid.UUID,
+        *,
+        limit: int,
+        before_id: int | None = None,
+        action: str | None = None,
+    ) -> list[AuditRecord]:
+        """The tenant's newest entries first; ``before_id`` (an entry id) pages back in time."""
+        query = select(AuditEntry).where(AuditEntry.tenant_id == tenant_id)
+        if before_id is not None:
+            query = query.where(AuditEntry.id < before_id)
+        if action is not None:
+            query = query.where(AuditEntry.action == action)
+        query = query.order_by(AuditEntry.id.desc()).limit(limit)
+        async with self._db.session() as session:
+            return [_audit(e) for e in await session.scalars(query)]
+
     async def record_audit(self, event: AuditEvent) -> None:
         async with self._db.session() as session:
             session.add(
@@ -179,16 +255,23 @@ class AuthRepository:
             )
 
 
-def as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _maybe_utc(value: datetime | None) -> datetime | None:
     return as_utc(value) if value is not None else None
 
 
 def _user(u: User) -> UserRecord:
     return UserRecord(u.id, u.tenant_id, u.email, u.password_hash, Role(u.role), u.is_active)
+
+
+def _user_info(u: User) -> UserInfo:
+    return UserInfo(u.id, u.tenant_id, u.email, Role(u.role), u.is_active, as_utc(u.created_at))
+
+
+def _audit(e: AuditEntry) -> AuditRecord:
+    return AuditRecord(
+        e.id, as_utc(e.created_at), e.action, e.outcome, e.principal, e.resource, e.request_id,
+        e.ip, dict(e.details or {}),
+    )  # fmt: skip
 
 
 def _refresh(t: RefreshToken) -> RefreshTokenRecord:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +23,28 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool
 
 log = logging.getLogger(__name__)
+
+# The tenant the current request acts for (set by the authentication dependency). On PostgreSQL
+# every transaction publishes it as ``quarry.tenant_id``, which the row-level security policies
+# (migration 0006) compare with each row's tenant: a second line of defence behind the
+# repositories' own ``tenant_id`` filters. Unset (system work: migrations, sagas, tuning, login),
+# the policies admit every row.
+tenant_scope: ContextVar[uuid.UUID | None] = ContextVar("quarry_tenant_scope", default=None)
+TENANT_SETTING = "quarry.tenant_id"
+
+
+@contextmanager
+def unscoped() -> Iterator[None]:
+    """System work inside a request (e.g. writing a batch that spans tenants): no tenant scope."""
+    token = tenant_scope.set(None)
+    try:
+        yield
+    finally:
+        tenant_scope.reset(token)
 
 
 @dataclass(frozen=True)
@@ -71,11 +92,28 @@ class InstrumentedQueuePool(AsyncAdaptedQueuePool):
 class Database:
     """Owns the engine and hands out sessions. One per process (composition root)."""
 
-    def __init__(self, url: str, pool: PoolConfig, *, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        pool: PoolConfig,
+        *,
+        echo: bool = False,
+        password: Callable[[], str] | None = None,
+    ) -> None:
+        """``password``: called for every new connection (an IAM auth token); else the URL's."""
         self.url = url
         self._pool_config = pool
         self.engine: AsyncEngine = _create_engine(url, pool, echo=echo)
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        if password is not None:
+            password_per_connection(self.engine, password)
+        sync_session_class: type[Session] = Session
+        if self.engine.dialect.name == "postgresql":
+            # A class of this database's own, so the listener touches no other engine's sessions.
+            sync_session_class = type("TenantScopedSession", (Session,), {})
+            event.listen(sync_session_class, "after_begin", _publish_tenant)
+        self.sessions = async_sessionmaker(
+            self.engine, expire_on_commit=False, sync_session_class=sync_session_class
+        )
 
     @property
     def dialect(self) -> str:
@@ -137,6 +175,18 @@ def ensure_sqlite_dir(url: str) -> None:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
+def password_per_connection(engine: AsyncEngine, password: Callable[[], str]) -> None:
+    """Every new connection of ``engine`` authenticates with ``password()`` (short-lived
+    credentials such as IAM auth tokens); open pooled connections keep theirs."""
+
+    def connect_with_password(
+        _dialect: Any, _record: Any, _args: Any, params: dict[str, Any]
+    ) -> None:
+        params["password"] = password()
+
+    event.listen(engine.sync_engine, "do_connect", connect_with_password)
+
+
 def _create_engine(url: str, pool: PoolConfig, *, echo: bool) -> AsyncEngine:
     if make_url(url).get_backend_name() == "sqlite":
         ensure_sqlite_dir(url)
@@ -165,3 +215,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _publish_tenant(_session: Session, _transaction: SessionTransaction, connection: Any) -> None:
+    tenant = tenant_scope.get()
+    if tenant is not None:
+        connection.execute(
+            text("SELECT set_config(:name, :tenant, true)"),
+            {"name": TENANT_SETTING, "tenant": str(tenant)},
+        )

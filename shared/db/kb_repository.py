@@ -16,8 +16,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.engine import Database
-from shared.db.models import Chunk, Document, KnowledgeBase, Tenant, utcnow
+from shared.db.models import Chunk, Document, KbGrant, KnowledgeBase, Tenant, User, utcnow
 from shared.errors import Conflict, NotFound
+from shared.kb.access import KbGrantInfo, KbLevel
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,80 @@ class KbRepository:
         if kb is None:
             raise NotFound(f"knowledge base {ref!r} does not exist", code="kb_not_found")
         return kb
+
+    # --- access grants -------------------------------------------------------------------
+    async def grant_level(
+        self, tenant_id: uuid.UUID, kb_id: uuid.UUID, user_id: uuid.UUID
+    ) -> str | None:
+        async with self._db.session() as session:
+            level: str | None = await session.scalar(
+                select(KbGrant.level).where(
+                    KbGrant.tenant_id == tenant_id,
+                    KbGrant.kb_id == kb_id,
+                    KbGrant.user_id == user_id,
+                )
+            )
+        return level
+
+    async def granted_kb_ids(self, tenant_id: uuid.UUID, user_id: uuid.UUID) -> set[uuid.UUID]:
+        async with self._db.session() as session:
+            ids = await session.scalars(
+                select(KbGrant.kb_id).where(
+                    KbGrant.tenant_id == tenant_id, KbGrant.user_id == user_id
+                )
+            )
+            return set(ids)
+
+    async def list_grants(self, tenant_id: uuid.UUID, kb_id: uuid.UUID) -> list[KbGrantInfo]:
+        async with self._db.session() as session:
+            rows = (
+                await session.execute(
+                    select(KbGrant.user_id, KbGrant.level)
+                    .where(KbGrant.tenant_id == tenant_id, KbGrant.kb_id == kb_id)
+                    .order_by(KbGrant.created_at, KbGrant.user_id)
+                )
+            ).all()
+        return [KbGrantInfo(user_id, KbLevel(level)) for user_id, level in rows]
+
+    async def replace_access(
+        self,
+        tenant_id: uuid.UUID,
+        kb_id: uuid.UUID,
+        restricted: bool,
+        grants: Sequence[KbGrantInfo],
+    ) -> None:
+        wanted = {g.user_id for g in grants}
+        async with self._db.session() as session:
+            if wanted:
+                known = set(
+                    await session.scalars(
+                        select(User.id).where(User.tenant_id == tenant_id, User.id.in_(wanted))
+                    )
+                )
+                missing = sorted(str(u) for u in wanted - known)
+                if missing:
+                    raise NotFound(
+                        f"no such user in this tenant: {', '.join(missing)}",
+                        code="user_not_found",
+                        details={"users": missing},
+                    )
+            await session.execute(
+                update(KnowledgeBase)
+                .where(KnowledgeBase.tenant_id == tenant_id, KnowledgeBase.id == kb_id)
+                .values(restricted=restricted, updated_at=utcnow())
+            )
+            await session.execute(
+                delete(KbGrant).where(KbGrant.tenant_id == tenant_id, KbGrant.kb_id == kb_id)
+            )
+            for grant in grants:
+                session.add(
+                    KbGrant(
+                        tenant_id=tenant_id,
+                        kb_id=kb_id,
+                        user_id=grant.user_id,
+                        level=grant.level.value,
+                    )
+                )
 
     async def update_kb_description(
         self, tenant_id: uuid.UUID, kb_id: uuid.UUID, description: str

@@ -41,6 +41,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(value: datetime) -> datetime:
+    """SQLite gives datetimes back without a zone; every one Quarry stores is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {dict[str, Any]: JSON}
@@ -84,10 +89,32 @@ class KnowledgeBase(Base):
     chunk_overlap_tokens: Mapped[int] = mapped_column(Integer)
     # Bumped on every change to the KB's content: part of every query-cache key.
     version: Mapped[int] = mapped_column(BigInteger, default=1)
+    # Restricted: below admin, only users with a grant (``kb_grants``) see and use it.
+    restricted: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
+
+
+class KbGrant(Base):
+    """One user's level (read / write / admin) on a restricted knowledge base."""
+
+    __tablename__ = "kb_grants"
+    __table_args__ = (UniqueConstraint("kb_id", "user_id", name="uq_kb_grants_kb_user"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), index=True
+    )
+    kb_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("knowledge_bases.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    level: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Document(Base):
@@ -283,3 +310,94 @@ class ProviderSecret(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
+
+
+class Workflow(Base):
+    """One version of a tenant's workflow definition; an update appends the next version."""
+
+    __tablename__ = "workflows"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "name", "version", name="uq_workflows_tenant_name_version"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(Text, default="")
+    definition: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_by: Mapped[str | None] = mapped_column(String(80), default=None)  # Principal.subject
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class WorkflowRun(Base):
+    """One run of a workflow version. Node outputs live in ``workflow_node_runs``; ``context`` is
+    the run context as of the run's last stop (paused or finished)."""
+
+    __tablename__ = "workflow_runs"
+    __table_args__ = (
+        Index("ix_workflow_runs_tenant_created", "tenant_id", "created_at"),
+        Index("ix_workflow_runs_tenant_workflow", "tenant_id", "workflow_name"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    workflow_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workflows.id", ondelete="CASCADE"), index=True
+    )
+    workflow_name: Mapped[str] = mapped_column(String(100))
+    workflow_version: Mapped[int] = mapped_column(Integer)
+    # running | waiting_approval | succeeded | failed | compensated | cancelled
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    input: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    output: Mapped[Any] = mapped_column(JSON, default=None, nullable=True)
+    context: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error_code: Mapped[str | None] = mapped_column(String(64), default=None)
+    error_message: Mapped[str | None] = mapped_column(Text, default=None)
+    failed_node: Mapped[str | None] = mapped_column(String(255), default=None)
+    started_by: Mapped[str | None] = mapped_column(String(80), default=None)  # Principal.subject
+    # Whom the run acts for (the starter's principal as an authorizer context): its nodes reach
+    # only what the starter may, e.g. no restricted KB the starter has no grant on.
+    acting_as: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    duration_ms: Mapped[float | None] = mapped_column(Float, default=None)
+
+
+class WorkflowNodeRun(Base):
+    """A node of a run: one row per node key (``<id>``, or ``<map>[<i>].<id>`` inside a map
+    body), updated through its attempts. Approvals wait here in ``waiting_approval``."""
+
+    __tablename__ = "workflow_node_runs"
+    __table_args__ = (
+        UniqueConstraint("run_id", "node_key", name="uq_workflow_node_runs_run_node_key"),
+        Index("ix_workflow_node_runs_tenant_status", "tenant_id", "status"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workflow_runs.id", ondelete="CASCADE"))
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    node_key: Mapped[str] = mapped_column(String(255))
+    node_id: Mapped[str] = mapped_column(String(64))
+    node_type: Mapped[str] = mapped_column(String(20))
+    # running | succeeded | failed | skipped | waiting_approval | compensated |
+    # compensation_failed | cancelled
+    status: Mapped[str] = mapped_column(String(24))
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    input: Mapped[Any] = mapped_column(JSON, default=None, nullable=True)
+    output: Mapped[Any] = mapped_column(JSON, default=None, nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(64), default=None)
+    error_message: Mapped[str | None] = mapped_column(Text, default=None)
+    # Names of the tools the node called (a tool node's one, an agent's calls): usage stats.
+    tools: Mapped[list[str]] = mapped_column(JSON, default=list)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    duration_ms: Mapped[float | None] = mapped_column(Float, default=None)
+    # Approvals: when the wait ends, who decided what, and the Step Functions task token.
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    decided_by: Mapped[str | None] = mapped_column(String(80), default=None)
+    decision: Mapped[str | None] = mapped_column(String(16), default=None)
+    task_token: Mapped[str | None] = mapped_column(Text, default=None)

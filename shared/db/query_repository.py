@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
-from shared.db.engine import Database
+from shared.db.engine import Database, unscoped
 from shared.db.models import KnowledgeBase, QueryEvent
 
 
@@ -18,10 +18,13 @@ class QueryRepository:
         self._db = database
 
     async def log(self, events: Sequence[dict[str, Any]]) -> None:
+        """Writes a batch that may hold several tenants' events (the log buffers across
+        requests), so as system work, outside the current request's tenant scope."""
         if not events:
             return
-        async with self._db.session() as session:
-            await session.execute(insert(QueryEvent), list(events))
+        with unscoped():
+            async with self._db.session() as session:
+                await session.execute(insert(QueryEvent), list(events))
 
     async def window(
         self, tenant_id: uuid.UUID, since: datetime, limit: int = 200_000

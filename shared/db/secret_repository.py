@@ -11,9 +11,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from shared.auth.secrets import SecretInfo
-from shared.db.auth_repository import as_utc
 from shared.db.engine import Database
-from shared.db.models import ProviderSecret
+from shared.db.models import ProviderSecret, as_utc
 from shared.errors import Conflict
 
 

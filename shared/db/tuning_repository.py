@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from shared.db.engine import Database
+from shared.db.engine import Database, unscoped
 from shared.db.models import AuditEntry, QueryEvent, TuningConfig, utcnow
 from shared.errors import Conflict
 from shared.tuning.thresholds import QueryEventSample
@@ -65,7 +65,7 @@ class TuningRepository:
         self, since: datetime, *, until: datetime | None = None, limit: int | None = None
     ) -> list[QueryEventSample]:
         """Every tenant's queries logged at or after ``since`` (and before ``until``); the newest
-        ``limit`` of them if given."""
+        ``limit`` of them if given. System work: outside any request's tenant scope."""
         query = select(
             QueryEvent.mode,
             QueryEvent.complexity,
@@ -77,8 +77,9 @@ class TuningRepository:
             query = query.where(QueryEvent.created_at < until.astimezone(UTC))
         if limit is not None:
             query = query.order_by(QueryEvent.created_at.desc()).limit(limit)
-        async with self._db.session() as session:
-            rows = (await session.execute(query)).all()
+        with unscoped():
+            async with self._db.session() as session:
+                rows = (await session.execute(query)).all()
         return [
             QueryEventSample(str(mode), float(score), float(latency), str(cache), bool(degraded))
             for mode, score, latency, cache, degraded in rows
@@ -87,13 +88,15 @@ class TuningRepository:
     async def record_audit(
         self, action: str, outcome: str, details: dict[str, Any], *, resource: str | None = None
     ) -> None:
-        async with self._db.session() as session:
-            session.add(
-                AuditEntry(
-                    principal=TUNER_PRINCIPAL,
-                    action=action,
-                    resource=resource,
-                    outcome=outcome,
-                    details=details,
+        """The tuner's entries belong to no tenant, so they are written outside any scope."""
+        with unscoped():
+            async with self._db.session() as session:
+                session.add(
+                    AuditEntry(
+                        principal=TUNER_PRINCIPAL,
+                        action=action,
+                        resource=resource,
+                        outcome=outcome,
+                        details=details,
+                    )
                 )
-            )

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from shared.auth.audit import AuditEvent, AuditSink
+from shared.auth.rbac import Permission, Principal, require
 from shared.db.kb_repository import KbRepository, KbStats
 from shared.db.models import KnowledgeBase
 from shared.errors import InvalidInput
 from shared.ingestion.saga import KbProfile
+from shared.kb.access import KbGrantInfo, check_kb_access, checked_grants, visible_kbs
 from shared.ports.blob_store import BlobStore
 from shared.ports.event_bus import DomainEvent, EventBus
 from shared.ports.vector_store import IndexSpace, VectorStore
@@ -47,8 +50,10 @@ class KbService:
         *,
         collection_prefix: str,
         max_chunk_tokens: int = 512,
+        audit: AuditSink | None = None,
     ) -> None:
         self.repository = repository
+        self._audit = audit
         self._vectors = vectors
         self._blobs = blobs
         self._events = events
@@ -97,6 +102,53 @@ class KbService:
     async def get(self, tenant_id: uuid.UUID, ref: str) -> KnowledgeBase:
         return await self.repository.get_kb(tenant_id, ref)
 
+    async def get_for(
+        self, principal: Principal, ref: str, permission: Permission
+    ) -> KnowledgeBase:
+        """The principal's tenant's KB, if the principal may do ``permission`` on it (a
+        restricted KB the principal has no grant on answers ``kb_not_found``)."""
+        kb = await self.repository.get_kb(principal.tenant_id, ref)
+        await check_kb_access(self.repository, principal, kb, permission)
+        return kb
+
+    async def list_for(self, principal: Principal) -> Sequence[KnowledgeBase]:
+        require(principal, Permission.KB_READ)
+        kbs = await self.repository.list_kbs(principal.tenant_id)
+        return await visible_kbs(self.repository, principal, kbs)
+
+    async def access(
+        self, principal: Principal, ref: str
+    ) -> tuple[KnowledgeBase, Sequence[KbGrantInfo]]:
+        kb = await self.get_for(principal, ref, Permission.KB_MANAGE)
+        return kb, await self.repository.list_grants(principal.tenant_id, kb.id)
+
+    async def set_access(
+        self,
+        principal: Principal,
+        ref: str,
+        restricted: bool,
+        grants: Iterable[tuple[uuid.UUID, str]],
+    ) -> tuple[KnowledgeBase, Sequence[KbGrantInfo]]:
+        """Restricts (or opens) the KB and replaces its grants; audited as ``kb.access``."""
+        kb = await self.get_for(principal, ref, Permission.KB_MANAGE)
+        wanted = checked_grants(grants)
+        await self.repository.replace_access(principal.tenant_id, kb.id, restricted, wanted)
+        if self._audit is not None:
+            await self._audit.record_audit(
+                AuditEvent(
+                    "kb.access",
+                    "success",
+                    principal.tenant_id,
+                    principal.subject,
+                    f"kb:{kb.id}",
+                    {
+                        "restricted": restricted,
+                        "grants": {str(g.user_id): g.level.value for g in wanted},
+                    },
+                )
+            )
+        return await self.access(principal, str(kb.id))
+
     async def update(self, tenant_id: uuid.UUID, ref: str, description: str) -> KnowledgeBase:
         kb = await self.repository.get_kb(tenant_id, ref)
         await self.repository.update_kb_description(tenant_id, kb.id, description)
@@ -120,10 +172,16 @@ class KbService:
             chunk_overlap_tokens=kb.chunk_overlap_tokens,
         )
 
-    async def delete(self, tenant_id: uuid.UUID, ref: str) -> None:
+    async def delete(self, tenant_id: uuid.UUID, ref: str, *, actor: str | None = None) -> None:
         """Vectors, then rows, then stored files; each step is idempotent, so a retry after a
-        crash finishes the job."""
+        crash finishes the job. Audited as ``kb.delete`` by ``actor`` (a principal's subject)."""
         kb = await self.repository.get_kb(tenant_id, ref)
+        if self._audit is not None:
+            await self._audit.record_audit(
+                AuditEvent(
+                    "kb.delete", "success", tenant_id, actor, f"kb:{kb.id}", {"name": kb.name}
+                )
+            )
         await self._vectors.delete(self.space(kb), tenant_id, kb.id)
         await self.repository.delete_kb(tenant_id, kb.id)
         await self._blobs.delete_prefix(f"tenants/{tenant_id}/kbs/{kb.id}/")

@@ -208,6 +208,51 @@ def test_the_ingestion_function_may_start_the_saga(dev: Synthesized) -> None:
     )
 
 
+def test_workflow_state_machines_are_made_at_run_time_with_scoped_grants(
+    dev: Synthesized,
+) -> None:
+    """No workflow machine is in the template: the workflows function creates them, named
+    with the stage's prefix, run by their own role that may invoke the workflows function."""
+    from quarry_infra.workflows import EXECUTION_ACTIONS, MACHINE_ACTIONS
+
+    workflows = _functions(dev)["workflows"]
+    assert workflows["Timeout"] == 900  # a node task may take longer than an HTTP request
+    env = workflows["Environment"]["Variables"]
+    prefix = json.dumps(env["QUARRY_AWS__WORKFLOW_STATE_MACHINE_PREFIX"])
+    assert prefix.endswith(':stateMachine:quarry-dev-workflow"]]}')
+    (role_id, _) = env["QUARRY_AWS__WORKFLOW_ROLE_ARN"]["Fn::GetAtt"]
+    role = dev.raw["Resources"][role_id]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "states.amazonaws.com"}
+    (policy,) = [
+        p["Properties"]["PolicyDocument"]
+        for p in dev.resources("AWS::IAM::Policy").values()
+        if {"Ref": role_id} in p["Properties"]["Roles"]
+    ]
+    invokes = [s for s in policy["Statement"] if "lambda:" in json.dumps(s["Action"])]
+    assert [(s["Action"], s["Resource"]) for s in invokes] == [
+        ("lambda:InvokeFunction", {"Fn::GetAtt": [_function_id(dev, "workflows"), "Arn"]})
+    ]
+    granted: dict[str, str] = {}
+    for statement, owner in _statements(dev):
+        if "WorkflowsServiceRole" not in owner:
+            continue
+        for action in _as_list(statement["Action"]):
+            if action.startswith("states:"):
+                granted[action] = json.dumps(statement["Resource"])
+            if action == "iam:PassRole":
+                granted[action] = json.dumps(statement["Resource"])
+                assert statement["Resource"] == {"Fn::GetAtt": [role_id, "Arn"]}
+                assert statement["Condition"] == {
+                    "StringEquals": {"iam:PassedToService": "states.amazonaws.com"}
+                }
+    assert set(granted) == {*MACHINE_ACTIONS, *EXECUTION_ACTIONS, "iam:PassRole"}
+    for action in MACHINE_ACTIONS:
+        assert granted[action].endswith(':stateMachine:quarry-dev-workflow-*"]]}'), action
+    for action in EXECUTION_ACTIONS:
+        assert granted[action].endswith(':execution:quarry-dev-workflow-*:*"]]}'), action
+
+
 def test_tuning_schedule(dev: Synthesized) -> None:
     rules = [r["Properties"] for r in dev.resources("AWS::Events::Rule").values()]
     (schedule,) = [r for r in rules if "ScheduleExpression" in r]
@@ -412,6 +457,9 @@ def test_prod_protects_its_data(prod: Synthesized) -> None:
         if secret["DeletionPolicy"] == "Retain"
     }  # the pepper is in every API key hash: losing it invalidates every key
     assert {"quarry-prod/jwt-signing-key", "quarry-prod/api-key-pepper"} <= retained_secrets
+    # Every secret outlives a deleted prod stack (the database's too: a snapshot needs it).
+    policies = {s["DeletionPolicy"] for s in prod.resources("AWS::SecretsManager::Secret").values()}
+    assert policies == {"Retain"}
     prod.template.resource_count_is("AWS::EC2::NatGateway", 2)
     prod.template.resource_count_is("AWS::RDS::DBInstance", 2)  # writer + reader
     assert not any(

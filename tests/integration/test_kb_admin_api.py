@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from functions.local_app import create_local_app
 from shared.settings import Settings
 from tests.events import FakeLambdaContext, load_event
+from tests.fixtures.auth import sign_up
 
 pytestmark = pytest.mark.integration
 
@@ -26,6 +27,7 @@ NOTE = ("notes.txt", b"Glaciers in the Alps lost a tenth of their volume.", "tex
 def client(make_settings: Callable[..., Settings]) -> Iterator[TestClient]:
     settings = make_settings(ingestion={"max_file_bytes": 10_000})
     with TestClient(create_local_app(settings)) as test_client:
+        test_client.headers.update(sign_up(test_client))
         yield test_client
 
 

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from functions.local_app import create_local_app
 from shared.settings import Settings
+from tests.fixtures.auth import sign_up
 
 pytestmark = pytest.mark.integration
 
@@ -23,6 +24,7 @@ DOCS = {
 @pytest.fixture
 def client(make_settings: Callable[..., Settings]) -> Iterator[TestClient]:
     with TestClient(create_local_app(make_settings())) as test_client:
+        test_client.headers.update(sign_up(test_client))
         assert test_client.post("/v1/kbs", json={"name": "office"}).status_code == 201
         files = [("files", (name, data, "text/plain")) for name, data in DOCS.items()]
         upload = test_client.post("/v1/kbs/office/documents?wait=true", files=files)
@@ -107,6 +109,8 @@ def test_postgres_and_redis_share_the_cache_across_instances(
     settings = make_settings(db={"url": postgres_url}, cache={"redis_url": redis_url})
     body = {"query": "When does fresh fruit arrive?", "mode": "fast"}
     with TestClient(create_local_app(settings)) as first:
+        headers = sign_up(first)
+        first.headers.update(headers)
         kb_name = "office-pg"
         first.post("/v1/kbs", json={"name": kb_name})
         files = [("files", (name, data, "text/plain")) for name, data in DOCS.items()]
@@ -115,6 +119,7 @@ def test_postgres_and_redis_share_the_cache_across_instances(
         assert [o["cache"] for o in outcomes] == ["miss", "hit", "hit"]
         assert outcomes[0]["hits"][0]["document"] == "kitchen.txt"
     with TestClient(create_local_app(settings)) as second:
+        second.headers.update(headers)  # a token of one instance is valid on every instance
         again = second.post(f"/v1/kbs/{kb_name}/query", json=body).json()
         assert again["cache"] == "hit"
         stats = second.get("/v1/stats/cache").json()

@@ -29,6 +29,7 @@ from shared.settings import Settings
 from shared.tuning.service import ThresholdProvider, tuning_service_for
 from shared.tuning.thresholds import Thresholds
 from tests.events import FakeLambdaContext, load_event
+from tests.fixtures.auth import minted_bearer
 
 pytestmark = pytest.mark.integration
 
@@ -197,7 +198,10 @@ async def test_http_routes(database_url: str, make_settings: Callable[..., Setti
     await TuningRepository(database).append(FAR_OFF.fast, FAR_OFF.deep, 0, "test start", {})
     transport = httpx.ASGITransport(app=app)
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        headers = minted_bearer(settings)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers=headers
+        ) as client:
             before = (await client.get("/v1/tuning/config")).json()
             assert before["thresholds"] == FAR_OFF.to_dict()
             response = await client.post("/v1/tuning/run")
@@ -221,7 +225,7 @@ def test_http_config_defaults_to_version_0(make_settings: Callable[..., Settings
     settings = make_settings()
     upgrade(settings.database_url)
     with TestClient(create_app("tuning", [router], settings=settings)) as client:
-        body = client.get("/v1/tuning/config").json()
+        body = client.get("/v1/tuning/config", headers=minted_bearer(settings)).json()
     assert body == {"version": 0, "thresholds": {"fast": 0.35, "deep": 0.70}, "created_at": None}
 
 

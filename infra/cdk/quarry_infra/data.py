@@ -158,6 +158,10 @@ class Data(Construct):
         )
         assert self.cluster.secret is not None
         self.db_secret = self.cluster.secret
+        # The snapshot a prod stack leaves behind is useless without its credentials.
+        generated = self.cluster.node.find_child("Secret")
+        assert isinstance(generated, rds.DatabaseSecret)
+        generated.apply_removal_policy(config.removal_policy)
         self.proxy = rds.DatabaseProxy(
             self,
             "Proxy",

@@ -14,9 +14,9 @@ from sqlalchemy import select
 from shared.auth.api_keys import ApiKeyService
 from shared.auth.rbac import Permission, Role
 from shared.auth.sessions import UserRecord
-from shared.db.auth_repository import AuthRepository, as_utc
+from shared.db.auth_repository import AuthRepository
 from shared.db.engine import Database
-from shared.db.models import ApiKey
+from shared.db.models import ApiKey, as_utc
 from shared.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from tests.integration.auth.conftest import audit_entries, principal_of
 

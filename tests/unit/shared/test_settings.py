@@ -23,7 +23,12 @@ def aws_values(**overrides: object) -> dict[str, object]:
         "cache": {"redis_url": "rediss://cache:6379/0"},
         "vectors": {"milvus_uri": "https://milvus:19530"},
         "models": {"provider": "gpu_endpoint", "gpu_endpoint_url": "https://gpu.internal"},
-        "auth": {"jwt_secret": "x" * 48},
+        "auth": {
+            "jwt_secret": "x" * 48,
+            "api_key_pepper": "p" * 48,
+            "secrets_cipher": "kms",
+            "kms_key_id": "alias/quarry-secrets",
+        },
         "aws": {"documents_bucket": "docs", "saga_state_machine_arn": "arn:aws:states:sm"},
     }
     values.update(overrides)
@@ -67,7 +72,8 @@ def test_aws_profile_accepts_real_adapters() -> None:
         ({"saga_runner": "local"}, "stepfunctions"),
         ({"event_bus": "local"}, "eventbridge"),
         ({"blob_store": "local"}, "DOCUMENTS_BUCKET"),
-        ({"auth": {"jwt_secret": DEFAULT_JWT_SECRET}}, "development default"),
+        ({"auth": {"jwt_secret": DEFAULT_JWT_SECRET}}, "JWT_SECRET must not be the development"),
+        ({"auth": {"jwt_secret": "x" * 48}}, "API_KEY_PEPPER must not be the development"),
     ],
 )
 def test_aws_profile_refuses_local_adapters_and_default_secrets(
@@ -75,6 +81,13 @@ def test_aws_profile_refuses_local_adapters_and_default_secrets(
 ) -> None:
     with pytest.raises(ValidationError, match=fragment):
         Settings(_env_file=None, **aws_values(**override))  # type: ignore[arg-type]
+
+
+def test_asymmetric_signing_needs_a_private_key_and_kms_needs_a_key_id() -> None:
+    with pytest.raises(ValidationError, match="needs jwt_private_key"):
+        Settings(_env_file=None, auth={"jwt_algorithm": "ES256"})  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match=r"needs auth\.kms_key_id"):
+        Settings(_env_file=None, auth={"secrets_cipher": "kms"})  # type: ignore[call-arg]
 
 
 def test_short_jwt_secret_is_refused() -> None:

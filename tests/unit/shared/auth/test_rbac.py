@@ -23,11 +23,11 @@ pytestmark = pytest.mark.unit
 P = Permission
 # What each role may do (with scope "*"); everything else is refused.
 MATRIX: dict[Role, set[Permission]] = {
-    Role.VIEWER: {P.KB_READ},
-    Role.MEMBER: {P.KB_READ, P.KB_WRITE},
+    Role.VIEWER: {P.KB_READ, P.WORKFLOWS_READ},
+    Role.MEMBER: {P.KB_READ, P.KB_WRITE, P.WORKFLOWS_READ, P.WORKFLOWS_RUN, P.WORKFLOWS_MANAGE},
     Role.ADMIN: {
         P.KB_READ, P.KB_WRITE, P.KB_MANAGE, P.USERS_MANAGE, P.API_KEYS_MANAGE,
-        P.SECRETS_MANAGE, P.AUDIT_READ,
+        P.SECRETS_MANAGE, P.AUDIT_READ, P.WORKFLOWS_READ, P.WORKFLOWS_RUN, P.WORKFLOWS_MANAGE,
     },
     Role.OWNER: set(Permission),
 }  # fmt: skip
