@@ -10,7 +10,6 @@ from fastapi import APIRouter, Query
 from functions.common.dependencies import ContainerDep, KbManager, KbQueryCaller, KbReader
 from functions.common.health_routes import domain_health_router
 from functions.query.schemas import QueryBody, QueryOut
-from shared.auth.rbac import Permission
 from shared.query.service import QueryRequest
 from shared.query.stats import query_stats
 
@@ -22,9 +21,8 @@ router.include_router(domain_health_router("query"))
 async def query_kb(
     kb: str, body: QueryBody, principal: KbQueryCaller, container: ContainerDep
 ) -> QueryOut:
-    await container.kb_service.get_for(principal, kb, Permission.KB_READ)
     result = await container.query_service.query(
-        principal.tenant_id, kb, QueryRequest(**body.model_dump())
+        principal.tenant_id, kb, QueryRequest(**body.model_dump()), principal=principal
     )
     return QueryOut.model_validate(result)
 

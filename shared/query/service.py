@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
+from shared.auth.rbac import Permission, Principal
 from shared.errors import InvalidInput
 from shared.kb.service import KbService
 from shared.observability.metrics import MetricsSink
@@ -86,11 +87,21 @@ class QueryService:
             )
 
     async def query(
-        self, tenant_id: uuid.UUID, kb_ref: str, request: QueryRequest
+        self,
+        tenant_id: uuid.UUID,
+        kb_ref: str,
+        request: QueryRequest,
+        *,
+        principal: Principal | None = None,
     ) -> dict[str, Any]:
+        """``principal``: whom the query is for; it must be allowed to read the KB (a restricted
+        KB without a grant is ``kb_not_found``). None: trusted internal callers."""
         started = time.perf_counter()
         self._validate(request)
-        kb = await self._kbs.get(tenant_id, kb_ref)
+        if principal is not None:
+            kb = await self._kbs.get_for(principal, kb_ref, Permission.KB_READ)
+        else:
+            kb = await self._kbs.get(tenant_id, kb_ref)
         score = complexity(request.query)
         if request.mode == "auto":
             active = await self._thresholds.current()

@@ -163,8 +163,9 @@ class NodeExecutors:
             filters=filters,
             answer=node.answer,
         )
-        kb = await self._readable_kb(call, str(config["kb"]))
-        result = await self._query_service().query(call.tenant_id, kb, request)
+        result = await self._query_service().query(
+            call.tenant_id, str(config["kb"]), request, principal=call.principal
+        )
         return NodeResult(result)
 
     async def _readable_kb(self, call: NodeCall, kb: str) -> str:

@@ -41,7 +41,9 @@ class Queries:
     def __init__(self) -> None:
         self.requests: list[tuple[uuid.UUID, str, Any]] = []
 
-    async def query(self, tenant_id: uuid.UUID, kb: str, request: Any) -> dict[str, Any]:
+    async def query(
+        self, tenant_id: uuid.UUID, kb: str, request: Any, *, principal: Any = None
+    ) -> dict[str, Any]:
         self.requests.append((tenant_id, kb, request))
         hit = {"document": "guide.md", "chunk_id": "c1", "page": 2, "text": "Hotels cost 200."}
         return {"hits": [hit], "answer": None}
