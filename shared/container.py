@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from shared.sagas.runner import SagaRunner, SagaRunStore
     from shared.tuning.service import ThresholdProvider, TuningService
     from shared.workflows.agent import AgentLoop
+    from shared.workflows.launcher import WorkflowLauncher
     from shared.workflows.nodes import AgentBudget, NodeExecutors
     from shared.workflows.service import WorkflowService
     from shared.workflows.task import WorkflowTasks
@@ -176,6 +177,7 @@ class Container:
 
         return GpuEndpointSageMaker(
             aws.gpu_endpoint_name,
+            inference_component=aws.gpu_inference_component,
             region=aws.region,
             timeout_s=models.gpu_timeout_s,
             retries=models.gpu_retries,
@@ -274,8 +276,15 @@ class Container:
         )
 
     @cached_property
-    def ingestion_service(self) -> IngestionService:
+    def saga_run_store(self) -> SagaRunStore:
+        """Saga runs and their steps, as both runners record them (in-process, and the Step
+        Functions tasks)."""
         from shared.db.saga_store import SqlSagaRunStore
+
+        return SqlSagaRunStore(self.database)
+
+    @cached_property
+    def ingestion_service(self) -> IngestionService:
         from shared.ingestion.extraction import ExtractionLimits
         from shared.ingestion.saga import SAGA_NAME, IngestionDeps, IngestionSteps
         from shared.ingestion.service import IngestionService
@@ -296,7 +305,7 @@ class Container:
             ),
             profile_of=self.kb_service.profile,
         )
-        store = SqlSagaRunStore(self.database)
+        store = self.saga_run_store
         runner = SagaRunner(store)
         return IngestionService(
             steps=IngestionSteps(deps),
@@ -520,28 +529,48 @@ class Container:
     @cached_property
     def workflow_service(self) -> WorkflowService:
         from shared.workflows.definition import ValidationRules
-        from shared.workflows.engine import WorkflowEngine
         from shared.workflows.service import WorkflowService
 
+        service = WorkflowService(
+            self.workflow_repository,
+            self._workflow_launcher(),
+            self.auth_repository,
+            ValidationRules.from_settings(
+                self.settings, tool_names=self.workflow_executors.tool_names
+            ),
+            max_input_bytes=self.settings.workflows.max_input_bytes,
+        )
+        self._created("workflow_service", service.aclose)
+        return service
+
+    @property
+    def runs_workflows_in_process(self) -> bool:
+        """Whether workflow runs execute in this process (the engine), or on Step Functions:
+        where the sagas run (``QUARRY_SAGA_RUNNER``)."""
+        return self.settings.saga_runner != "stepfunctions"
+
+    def _workflow_launcher(self) -> WorkflowLauncher:
+        if not self.runs_workflows_in_process:
+            from shared.workflows.launcher import StepFunctionsWorkflowLauncher
+
+            return StepFunctionsWorkflowLauncher(
+                self.workflow_repository,
+                self.workflow_state_machines,
+                self.workflow_task_tokens,
+            )
+        from shared.workflows.engine import WorkflowEngine
+        from shared.workflows.launcher import LocalWorkflowLauncher
+
         workflows = self.settings.workflows
-        executors = self.workflow_executors
         engine = WorkflowEngine(
             self.workflow_repository,
-            executors,
+            self.workflow_executors,
             self.metrics,
             default_timeout_s=workflows.default_node_timeout_s,
             default_approval_timeout_s=workflows.default_approval_timeout_s,
             max_map_items=workflows.max_map_items,
         )
-        service = WorkflowService(
-            self.workflow_repository,
-            engine,
-            self.auth_repository,
-            ValidationRules.from_settings(self.settings, tool_names=executors.tool_names),
-            max_input_bytes=workflows.max_input_bytes,
-        )
-        self._created("workflow_service", service.aclose)
-        return service
+        return LocalWorkflowLauncher(engine)
 
     # --- auth ------------------------------------------------------------------------------
     @cached_property

@@ -257,6 +257,13 @@ class WorkflowSettings(BaseModel):
     agent_time_budget_s: float = Field(
         default=60.0, gt=0, description="Longest time one agent run may take."
     )
+    recover_interrupted_runs_on_start: bool = Field(
+        default=True,
+        description="When the local server starts and runs execute in-process "
+        "(`QUARRY_SAGA_RUNNER=local`), mark runs still `running` as `failed` (code "
+        "`interrupted`; resumable): the process that ran them is gone. Turn it off when "
+        "several processes share the database, or one would fail another's live runs.",
+    )
 
 
 class ServerSettings(BaseModel):
@@ -310,6 +317,11 @@ class AwsSettings(BaseModel):
         description="SageMaker endpoint of the GPU model service: model calls become SigV4-signed "
         "`invoke_endpoint` calls (instead of HTTP to `QUARRY_MODELS__GPU_ENDPOINT_URL`).",
     )
+    gpu_inference_component: str | None = Field(
+        default=None,
+        description="Inference component on that endpoint that holds the GPU models (an "
+        "endpoint that scales to zero): each `invoke_endpoint` call names it.",
+    )
     db_secret_arn: str | None = Field(
         default=None,
         description="Secrets Manager secret of the database (RDS JSON: username, password, host, "
@@ -357,7 +369,9 @@ class Settings(BaseSettings):
         default=Path(".quarry"), description="Where local adapters keep their files."
     )
     saga_runner: Literal["local", "stepfunctions"] = Field(
-        default="local", description="Where sagas run."
+        default="local",
+        description="Where sagas and workflow runs execute: in this process, or on Step "
+        "Functions (workflows also need `QUARRY_AWS__WORKFLOW_*`).",
     )
     event_bus: Literal["local", "eventbridge"] = Field(
         default="local", description="Where domain events go."

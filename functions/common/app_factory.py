@@ -9,11 +9,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from sqlalchemy.exc import SQLAlchemyError
 
 from functions.common.dependencies import ContainerProvider
 from functions.common.errors import install_error_handlers
 from functions.common.health_routes import router as health_router
 from functions.common.middleware import RequestContextMiddleware
+from shared.container import Container
 from shared.db.migrate import upgrade
 from shared.observability.logging import configure_logging
 from shared.observability.metrics import EmfMetrics, MetricsSink, PrometheusMetrics
@@ -35,8 +37,9 @@ def create_app(
     settings: Settings | None = None,
     prepare_on_startup: bool = False,
 ) -> FastAPI:
-    """``prepare_on_startup`` (the local server): migrate the database and open the vector
-    store before the first request. Lambda apps skip it: migrations run as a deploy step."""
+    """``prepare_on_startup`` (the local server): migrate the database, open the vector store
+    and mark workflow runs the last server left ``running`` as interrupted, before the first
+    request. Lambda apps skip it: migrations run as a deploy step."""
     settings = settings or get_settings()
     configure_logging(settings.observability.log_level, service=f"quarry-{service}")
     metrics = make_metrics(settings, service)
@@ -80,7 +83,28 @@ async def _prepare(provider: ContainerProvider) -> None:
     if container.settings.db.auto_migrate:
         await asyncio.to_thread(upgrade, container.settings.database_url)
     await container.vector_store.ping()
+    if (
+        container.runs_workflows_in_process
+        and container.settings.workflows.recover_interrupted_runs_on_start
+    ):
+        await _recover_interrupted_runs(container)
     if container.settings.models.provider == "local":
         # Load the embedding model now, not in the first query's time budget.
         await asyncio.to_thread(container.embedder.embed, ["warm up"])
     log.info("quarry is ready", extra={"database": container.database.dialect})
+
+
+async def _recover_interrupted_runs(container: Container) -> None:
+    """This server is the one process executing workflow runs: a run still ``running`` was cut
+    off by the last stop. A database that is down does not keep the server from starting (the
+    readiness check reports it); the runs are then marked at the next start."""
+    try:
+        interrupted = await container.workflow_service.recover_interrupted_runs()
+    except SQLAlchemyError:
+        log.warning("interrupted workflow runs were not looked for", exc_info=True)
+        return
+    if interrupted:
+        log.warning(
+            "%d workflow run(s) were interrupted by the last stop; they can be resumed",
+            interrupted,
+        )

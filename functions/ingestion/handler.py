@@ -1,6 +1,7 @@
 """Lambda entry point of the ingestion domain: HTTP routes; S3 / EventBridge notifications of
 the documents bucket (an upload starts the ingestion saga, a removal deletes the document); and
-the saga's steps as Step Functions tasks (``{"saga": "ingestion", "step": ..., "state": ...}``)."""
+the saga's tasks on Step Functions (``{"saga": "ingestion", "step" | "finish": ..., "state": ...}``:
+a step, a compensation or the run's end, recorded in the run store)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from shared.sagas.task import run_task
 
 def on_other_event(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
     container = app.state.container_provider.get()
-    if "saga" in event and "step" in event:
-        return run_async(run_task(container.ingestion_service.definition, event))
+    if "saga" in event:
+        definition = container.ingestion_service.definition
+        return run_async(run_task(definition, event, container.saga_run_store))
     outcome = run_async(
         handle_storage_event(
             event,

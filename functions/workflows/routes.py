@@ -1,7 +1,8 @@
 """HTTP routes of the workflows domain: definitions, runs, approvals and usage figures.
 
-Runs execute in the background of the serving process; ``wait: true`` answers once the run
-finished or paused, or after ``QUARRY_WORKFLOWS__MAX_WAIT_S``, whichever comes first.
+Runs execute in the background (of the serving process, or on Step Functions); ``wait: true``
+answers once the run finished or paused, or after ``QUARRY_WORKFLOWS__MAX_WAIT_S``, whichever
+comes first.
 """
 
 from __future__ import annotations

@@ -1,15 +1,20 @@
 """The GPU endpoint as a SageMaker real-time endpoint: SigV4-signed ``invoke_endpoint`` calls.
 
 Each call posts the SageMaker ``/invocations`` payload that ``gpu_endpoint.app`` serves: the
-route's body plus its ``task`` (``{"task": "embed", "texts": [...]}``). boto3 does the signing
-with the function's role (``sagemaker:InvokeEndpoint``); its own retries are off, the transport
-retries (``gpu_endpoint_transport``). How SageMaker's answers map onto the transport's:
+route's body plus its ``task`` (``{"task": "embed", "texts": [...]}``); on an endpoint that
+scales to zero the models are an inference component, which each call names
+(``InferenceComponentName``). boto3 does the signing with the function's role
+(``sagemaker:InvokeEndpoint``); its own retries are off, the transport retries
+(``gpu_endpoint_transport``). How SageMaker's answers map onto the transport's:
 
 - ``ModelError``: the container answered non-2xx; its status and JSON body (``OriginalStatusCode``,
   ``OriginalMessage``) are the answer, so a 422 from the model service is ``InvalidInput`` with
   the service's code and a 503 a retried breaker failure, exactly as over HTTP.
 - ``ValidationError`` (a request SageMaker refuses) is the caller's: ``InvalidInput``; a 413 is
-  ``PayloadTooLarge`` (SageMaker takes 6 MB at most).
+  ``PayloadTooLarge`` (SageMaker takes 6 MB at most). Except "Inference Component has no
+  capacity": the component is scaled to zero (or still starting), a failure of the endpoint
+  (``model_no_capacity``) that also wakes it (SageMaker counts it as
+  ``NoCapacityInvocationFailures``, whose alarm adds a copy).
 - Anything else (throttling, ``ModelNotReadyException``, 5xx, timeouts, no connection, denied
   access) is a failure of the endpoint: retried and held against the breaker.
 
@@ -39,6 +44,8 @@ CONTENT_TYPE = "application/json"
 # The transport's paths and the ``task`` the /invocations route dispatches on.
 TASKS = {"/embed": "embed", "/rerank": "rerank", "/ocr": "ocr"}
 HEALTH_TEXT = "ping"  # what the readiness probe embeds: one short text, a millisecond of GPU
+# How SageMaker words the ValidationError of an inference component that has no copy running.
+NO_CAPACITY_MESSAGE = "no capacity"
 
 
 class GpuEndpointSageMaker(GpuEndpointTransport):
@@ -46,6 +53,7 @@ class GpuEndpointSageMaker(GpuEndpointTransport):
         self,
         endpoint_name: str,
         *,
+        inference_component: str | None = None,
         region: str | None = None,
         client: Any = None,
         timeout_s: float = 30.0,
@@ -56,8 +64,14 @@ class GpuEndpointSageMaker(GpuEndpointTransport):
         breaker: CircuitBreaker | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        """``client``: a boto3 ``sagemaker-runtime`` client, built from ``region`` when None."""
+        """``inference_component``: the component that holds the models, named in each call
+        (an endpoint that scales to zero). ``client``: a boto3 ``sagemaker-runtime`` client,
+        built from ``region`` when None."""
         self.endpoint_name = endpoint_name
+        self.inference_component = inference_component
+        self._target: dict[str, str] = {"EndpointName": endpoint_name}
+        if inference_component:
+            self._target["InferenceComponentName"] = inference_component
         super().__init__(
             breaker=breaker or CircuitBreaker(f"sagemaker endpoint {endpoint_name}"),
             retries=retries,
@@ -93,7 +107,7 @@ class GpuEndpointSageMaker(GpuEndpointTransport):
         body = json.dumps({"task": TASKS[path], **payload}, separators=(",", ":"))
         try:
             response = self._client.invoke_endpoint(
-                EndpointName=self.endpoint_name,
+                **self._target,
                 ContentType=CONTENT_TYPE,
                 Accept=CONTENT_TYPE,
                 Body=body.encode(),
@@ -119,6 +133,8 @@ def _error_reply(exc: ClientError) -> EndpointReply:
         return EndpointReply(int(original) if original else 500, _json_object(body.encode()))
     if status == 413:
         return EndpointReply(413, {"code": "payload_too_large", "message": message})
+    if code == "ValidationError" and NO_CAPACITY_MESSAGE in message.lower():
+        raise TransientFailure(f"SageMaker {code}: {message}", "model_no_capacity") from exc
     if code == "ValidationError":
         return EndpointReply(400, {"code": "invalid_model_request", "message": message})
     reason = "model_throttled" if code == "ThrottlingException" else "model_unavailable"

@@ -4,8 +4,9 @@ The state machine is the saga compiled by ``shared.sagas.asl``; its input is
 ``{"state": {...state, "run_id": ...}}`` and each task invokes the function that runs that step.
 The execution is named after the run id, so a repeated start of one run cannot start a second
 execution: Step Functions answers ``ExecutionAlreadyExists`` (taken as started) for a name it
-has seen. If the execution cannot be started the run is recorded as failed (resumable) and the
-call raises ``DependencyUnavailable``. boto3 is synchronous: the call runs in a worker thread.
+has seen. If the execution cannot be started the run ends failed (resumable), as any failed run
+ends (``end_run``: the saga's ``on_failure`` hook runs), and the call raises
+``DependencyUnavailable``. boto3 is synchronous: the call runs in a worker thread.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.errors import ConfigurationError, DependencyUnavailable
 from shared.sagas.definition import SagaDefinition, SagaState
-from shared.sagas.runner import SagaRunRecord, SagaRunStore
+from shared.sagas.runner import FAILED, SagaRunRecord, SagaRunStore, StepFailure, end_run
 
 log = logging.getLogger(__name__)
 
@@ -84,24 +85,23 @@ class StepFunctionsSagaLauncher:
         except ClientError as exc:
             reason = str(exc.response.get("Error", {}).get("Code", "ClientError"))
             if reason != ALREADY_STARTED:
-                await self._not_started(run_id, run_state, reason)
+                await self._not_started(definition, run_id, run_state, reason)
                 raise _unavailable(run_id, reason) from exc
             log.info("saga run %s was started already", run_id)
         except BotoCoreError as exc:
-            await self._not_started(run_id, run_state, type(exc).__name__)
+            await self._not_started(definition, run_id, run_state, type(exc).__name__)
             raise _unavailable(run_id, type(exc).__name__) from exc
         run = await self._store.load(run_id)
         assert run is not None
         return run
 
-    async def _not_started(self, run_id: uuid.UUID, state: SagaState, reason: str) -> None:
-        await self._store.finish(
-            run_id,
-            "failed",
-            state,
-            error_code="saga_not_started",
-            error_message=f"Step Functions did not start the execution: {reason}",
+    async def _not_started(
+        self, definition: SagaDefinition, run_id: uuid.UUID, state: SagaState, reason: str
+    ) -> None:
+        failure = StepFailure(
+            None, "saga_not_started", f"Step Functions did not start the execution: {reason}"
         )
+        await end_run(self._store, definition, run_id, FAILED, state, failure)
 
 
 def _unavailable(run_id: uuid.UUID, reason: str) -> DependencyUnavailable:

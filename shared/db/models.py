@@ -359,6 +359,8 @@ class WorkflowRun(Base):
     # Whom the run acts for (the starter's principal as an authorizer context): its nodes reach
     # only what the starter may, e.g. no restricted KB the starter has no grant on.
     acting_as: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # How often the run was resumed: on Step Functions resume n runs as execution "<id>-<n>".
+    resumes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow

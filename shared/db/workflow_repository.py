@@ -1,7 +1,8 @@
 """Workflow definitions, runs and node runs in the database.
 
 Every method takes the tenant and every statement filters on it: a workflow or run of another
-tenant is simply not found. Status changes that can race (a resume, a cancel, an approval) are
+tenant is simply not found (the one exception, ``fail_interrupted_runs``, is system work at the
+start of the local server). Status changes that can race (a resume, a cancel, an approval) are
 conditional updates that say whether they happened.
 """
 
@@ -121,16 +122,18 @@ class WorkflowRepository:
         async with self._db.session() as session:
             return (await session.scalars(query)).all()
 
-    async def delete_workflow(self, tenant_id: uuid.UUID, name: str) -> None:
-        """Deletes every version and their runs; refused while a run is active."""
+    async def delete_workflow(self, tenant_id: uuid.UUID, name: str) -> list[int]:
+        """Deletes every version and their runs; refused while a run is active. The versions
+        deleted."""
         async with self._db.session() as session:
-            ids = (
-                await session.scalars(
-                    select(Workflow.id).where(
+            versions = (
+                await session.execute(
+                    select(Workflow.id, Workflow.version).where(
                         Workflow.tenant_id == tenant_id, Workflow.name == name
                     )
                 )
             ).all()
+            ids = [workflow_id for workflow_id, _ in versions]
             if not ids:
                 raise _workflow_not_found(name)
             active = await session.scalar(
@@ -163,6 +166,7 @@ class WorkflowRepository:
             await session.execute(
                 delete(Workflow).where(Workflow.tenant_id == tenant_id, Workflow.id.in_(ids))
             )
+        return sorted(version for _, version in versions)
 
     # --- runs ----------------------------------------------------------------------------
     async def create_run(
@@ -246,6 +250,64 @@ class WorkflowRepository:
                 .values(status=to_status, updated_at=utcnow(), **values)
             )
         return bool(getattr(result, "rowcount", 0))
+
+    async def restart_run(
+        self, tenant_id: uuid.UUID, run_id: uuid.UUID, *, from_statuses: Collection[str]
+    ) -> bool:
+        """Moves the run back to ``running`` for a resume, only if it is in one of
+        ``from_statuses``: clears how it ended and counts the resume (``resumes``, in the same
+        statement, so two resumes never get one number)."""
+        return await self.transition_run(
+            tenant_id,
+            run_id,
+            from_statuses=from_statuses,
+            to_status="running",
+            output=None,
+            error_code=None,
+            error_message=None,
+            failed_node=None,
+            finished_at=None,
+            duration_ms=None,
+            resumes=WorkflowRun.resumes + 1,
+        )
+
+    async def fail_interrupted_runs(self, finished_at: datetime, *, code: str, message: str) -> int:
+        """Every tenant's runs still ``running`` become ``failed`` with ``code`` and ``message``,
+        their ``running`` node runs too (their ``waiting_approval`` ones ``cancelled``, as in a
+        failed run); how many runs. For a process that knows no run can be executing (see
+        ``WorkflowService.recover_interrupted_runs``)."""
+        async with self._db.session() as session:
+            run_ids = (
+                await session.scalars(select(WorkflowRun.id).where(WorkflowRun.status == "running"))
+            ).all()
+            if not run_ids:
+                return 0
+            nodes = update(WorkflowNodeRun).where(WorkflowNodeRun.run_id.in_(run_ids))
+            await session.execute(
+                nodes.where(WorkflowNodeRun.status == "running").values(
+                    status="failed",
+                    error_code=code,
+                    error_message=message,
+                    finished_at=finished_at,
+                )
+            )
+            await session.execute(
+                nodes.where(WorkflowNodeRun.status == "waiting_approval").values(
+                    status="cancelled", finished_at=finished_at
+                )
+            )
+            await session.execute(
+                update(WorkflowRun)
+                .where(WorkflowRun.id.in_(run_ids), WorkflowRun.status == "running")
+                .values(
+                    status="failed",
+                    error_code=code,
+                    error_message=message,
+                    finished_at=finished_at,
+                    updated_at=utcnow(),
+                )
+            )
+        return len(run_ids)
 
     async def run_status(self, tenant_id: uuid.UUID, run_id: uuid.UUID) -> str:
         async with self._db.session() as session:

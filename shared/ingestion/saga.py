@@ -6,6 +6,10 @@ ones. Only ``index`` and ``publish`` touch what readers see: ``index`` writes ch
 vectors under a new generation (its compensation deletes them), and ``publish`` flips documents
 to that generation in one transaction. A failure anywhere therefore leaves the KB as it was.
 
+Once a run has ended, its end hooks finish it: a run that succeeded drops its artifacts (kept
+until then so that a failed run can resume); one that failed marks the documents it was
+processing failed, with the run's error.
+
 The same step functions are what the Step Functions state machine invokes in the cloud.
 """
 
@@ -40,6 +44,7 @@ from shared.ports.event_bus import DomainEvent, EventBus
 from shared.ports.ocr import OcrEngine
 from shared.ports.vector_store import ChunkRecord, IndexSpace, VectorStore
 from shared.sagas.definition import RetryPolicy, SagaDefinition, SagaState, SagaStep
+from shared.sagas.runner import SagaRunRecord
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +103,8 @@ class IngestionSteps:
                 SagaStep("index", self.index, compensation=self.unindex, retry=transient),
                 SagaStep("publish", self.publish, retry=transient),
             ),
+            on_success=self.drop_artifacts,
+            on_failure=self.fail_documents,
         )
 
     async def _profile(self, state: SagaState) -> KbProfile:
@@ -342,6 +349,33 @@ class IngestionSteps:
         if changed:
             await self._emit("kb.changed", state, None, {"documents": len(changed)})
         return {"published": len(changed)}
+
+    # --- the run's end ---------------------------------------------------------------------
+    async def drop_artifacts(self, run: SagaRunRecord) -> None:
+        prefix = run_prefix(run.state["tenant_id"], run.state["kb_id"], run.state["run_id"])
+        try:
+            await self.deps.blobs.delete_prefix(prefix)
+        except QuarryError:
+            log.warning("could not remove the artifacts under %s", prefix)
+
+    async def fail_documents(self, run: SagaRunRecord) -> None:
+        """The documents the run was processing: those it registered (and had to change), or,
+        when it failed before registering, every uploaded item."""
+        state = run.state
+        names = [t["name"] for t in state.get("targets", []) if not t["unchanged"]]
+        names += [i["name"] for i in state.get("items", []) if "targets" not in state]
+        if not names:
+            return
+        code = run.error_code or "ingestion_failed"
+        await self.deps.repository.mark_failed(
+            uuid.UUID(state["tenant_id"]),
+            uuid.UUID(state["kb_id"]),
+            names,
+            code,
+            run.error_message or "ingestion failed",
+        )
+        for name in names:
+            await self._emit("document.failed", state, None, {"name": name, "code": code})
 
     async def _emit(
         self, kind: str, state: SagaState, document_id: str | None, detail: dict[str, Any]

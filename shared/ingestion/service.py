@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,16 +10,14 @@ from typing import Any
 from shared.db.ingestion_repository import DocumentSpec, IngestionRepository
 from shared.db.kb_repository import KbRepository
 from shared.db.models import Document
-from shared.errors import InvalidInput, NotFound, PayloadTooLarge, QuarryError
+from shared.errors import InvalidInput, NotFound, PayloadTooLarge
 from shared.ingestion.extraction import detect_kind
 from shared.ingestion.s3_events import object_key
-from shared.ingestion.saga import IngestionSteps, run_prefix
+from shared.ingestion.saga import IngestionSteps
 from shared.ports.event_bus import DomainEvent
 from shared.ports.saga_launcher import SagaLauncher
 from shared.sagas.definition import SagaDefinition
 from shared.sagas.runner import SagaRunner, SagaRunRecord
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -148,7 +145,6 @@ class IngestionService:
             kb_id=kb_id,
             state={"tenant_id": str(tenant_id), "kb_id": str(kb_id), "items": items},
         )
-        await self._finish(run)
         return IngestResult(run=run, unchanged=unchanged)
 
     async def get_run(
@@ -160,49 +156,7 @@ class IngestionService:
         return run
 
     async def resume(self, run_id: uuid.UUID) -> SagaRunRecord:
-        run = await self._runner.resume(self.definition, run_id)
-        await self._finish(run)
-        return run
-
-    async def _finish(self, run: SagaRunRecord) -> None:
-        """A run that did not succeed marks the documents it was processing as failed; one that
-        did drops its private artifacts (kept until then so a failed run can resume). A run
-        still ``running`` goes on elsewhere (Step Functions): nothing to do yet."""
-        if run.status == "running":
-            return
-        if run.status == "succeeded":
-            prefix = run_prefix(run.state["tenant_id"], run.state["kb_id"], run.state["run_id"])
-            try:
-                await self.steps.deps.blobs.delete_prefix(prefix)
-            except QuarryError:
-                log.warning("could not remove the artifacts under %s", prefix)
-            return
-        state = run.state
-        names = [t["name"] for t in state.get("targets", []) if not t["unchanged"]]
-        names += [i["name"] for i in state.get("items", []) if "targets" not in state]
-        if names:
-            await self._repository.mark_failed(
-                uuid.UUID(state["tenant_id"]),
-                uuid.UUID(state["kb_id"]),
-                names,
-                run.error_code or "ingestion_failed",
-                run.error_message or "ingestion failed",
-            )
-        for name in names:
-            await self._emit_failed(state, name, run.error_code or "ingestion_failed")
-
-    async def _emit_failed(self, state: dict[str, Any], name: str, code: str) -> None:
-        try:
-            await self.steps.deps.events.publish(
-                DomainEvent(
-                    type="document.failed",
-                    tenant_id=state["tenant_id"],
-                    kb_id=state["kb_id"],
-                    detail={"name": name, "code": code},
-                )
-            )
-        except Exception:
-            log.warning("could not publish document.failed", exc_info=True)
+        return await self._runner.resume(self.definition, run_id)
 
     async def delete_document(self, document: Document) -> None:
         """Vectors first: a crash in between leaves chunk rows, which `doctor` reports."""

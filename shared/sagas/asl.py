@@ -2,8 +2,18 @@
 
 The execution input is ``{"state": {...}}`` (with ``run_id`` in the state). Each step is a Task
 state that invokes one Lambda function (``arn:aws:states:::lambda:invoke``) with
-``{"saga", "step", "state"}``; the function runs the step and returns the whole new state, which
-replaces ``$.state``. Anything else at the top level of the input is dropped by the first step.
+``{"saga", "step", "state", "retry_count"}``; the function runs the step (``shared.sagas.task``,
+which records it in the run store) and returns the whole new state, which replaces ``$.state``.
+Anything else at the top level of the input is dropped by the first step.
+
+The run's end is a task too, invoking the same function, so that the run is recorded and the
+saga's end hook runs as the in-process runner does it: after the last step ``RecordSuccess``
+(``{"saga", "finish": "succeeded", "state"}``) before the Succeed state; after a failure and its
+compensations ``RecordCompensated`` or, when a compensation failed (the Choice ``Outcome`` looks
+for ``$.compensation_error``), ``RecordFailed`` (``{"saga", "finish": "compensated" | "failed",
+"state", "error"}``, the error the failed step's Catch recorded) before the Fail state. A failed
+``RecordSuccess`` fails the execution (the documents are published: compensating them would be
+wrong); a failed ``RecordCompensated``/``RecordFailed`` goes on to the Fail state.
 
 Failure handling mirrors the in-process runner (``shared.sagas.runner``):
 
@@ -15,7 +25,7 @@ Failure handling mirrors the in-process runner (``shared.sagas.runner``):
   ``States.ALL`` into ``$.error`` and enters that chain at the compensation of the last step up to
   and including itself that has one (the failed step is compensated too: it may have left part of
   its work behind). A failed compensation is caught as well and the chain goes on, as the local
-  runner does. The chain ends in a Fail state; success ends in a Succeed state.
+  runner does. The chain ends in the failure's record, then the Fail state.
 
 One chain entered at the right point, rather than one chain per failure point: the same
 compensations in the same order, with a state count linear in the number of steps.
@@ -40,6 +50,10 @@ LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 LAMBDA_INVOKE_CALLBACK = "arn:aws:states:::lambda:invoke.waitForTaskToken"
 SUCCEED_STATE = "Succeeded"
 FAIL_STATE = "Failed"
+RECORD_SUCCESS_STATE = "RecordSuccess"
+OUTCOME_STATE = "Outcome"
+RECORD_COMPENSATED_STATE = "RecordCompensated"
+RECORD_FAILED_STATE = "RecordFailed"
 COMPENSATE_PREFIX = "compensate_"
 FAILURE_ERROR = "SagaFailed"
 # Errors the Lambda service itself raises when an invocation could not run; worth retrying.
@@ -53,6 +67,9 @@ LAMBDA_TRANSIENT_ERRORS = (
 LAMBDA_RETRY_ATTEMPTS = 3
 LAMBDA_RETRY_INTERVAL_S = 2
 BACKOFF_RATE = 2.0
+# The run's end is bookkeeping (the run store, the end hook): a few retries, as the database
+# may blink.
+FINISH_RETRY = RetryPolicy(attempts=3, backoff_s=1.0)
 
 Asl = dict[str, Any]
 
@@ -96,21 +113,18 @@ def compile_saga(
             definition.name,
             step,
             function_arn,
-            next_state=SUCCEED_STATE if is_last else definition.steps[index + 1].name,
-            on_failure=FAIL_STATE if entry is None else _compensation_name(definition.steps[entry]),
+            next_state=RECORD_SUCCESS_STATE if is_last else definition.steps[index + 1].name,
+            on_failure=(
+                OUTCOME_STATE if entry is None else _compensation_name(definition.steps[entry])
+            ),
             non_retryable_errors=non_retryable_errors,
         )
     by_name = {_compensation_name(definition.steps[i]): definition.steps[i] for i in compensable}
-    for name, after in compensation_chain(list(by_name), FAIL_STATE):
+    for name, after in compensation_chain(list(by_name), OUTCOME_STATE):
         states[name] = _compensation_state(
             definition.name, by_name[name], function_arn, after, non_retryable_errors
         )
-    states[SUCCEED_STATE] = {"Type": "Succeed"}
-    states[FAIL_STATE] = {
-        "Type": "Fail",
-        "Error": FAILURE_ERROR,
-        "Cause": f"a step of the {definition.name} saga failed; see the execution history",
-    }
+    states.update(_end_states(definition.name, function_arn, non_retryable_errors))
     return {
         "Comment": comment or f"The {definition.name} saga (compiled by shared.sagas.asl)",
         "StartAt": definition.steps[0].name,
@@ -118,8 +132,59 @@ def compile_saga(
     }
 
 
+def _end_states(saga: str, function_arn: str, non_retryable_errors: Sequence[str]) -> Asl:
+    """The run's records (success; failure after the compensation chain) and final states."""
+    record_success = _finish_state(saga, "succeeded", function_arn, non_retryable_errors)
+    record_success["Next"] = SUCCEED_STATE
+    states: Asl = {RECORD_SUCCESS_STATE: record_success, SUCCEED_STATE: {"Type": "Succeed"}}
+    states[OUTCOME_STATE] = {
+        "Type": "Choice",
+        "Choices": [
+            {
+                "Variable": "$.compensation_error",
+                "IsPresent": True,
+                "Next": RECORD_FAILED_STATE,
+            }
+        ],
+        "Default": RECORD_COMPENSATED_STATE,
+    }
+    for name, status in (
+        (RECORD_COMPENSATED_STATE, "compensated"),
+        (RECORD_FAILED_STATE, "failed"),
+    ):
+        record = _finish_state(saga, status, function_arn, non_retryable_errors)
+        record["Parameters"]["Payload"]["error.$"] = "$.error"
+        record["Catch"] = [
+            {"ErrorEquals": ["States.ALL"], "ResultPath": "$.record_error", "Next": FAIL_STATE}
+        ]
+        record["Next"] = FAIL_STATE
+        states[name] = record
+    states[FAIL_STATE] = {
+        "Type": "Fail",
+        "Error": FAILURE_ERROR,
+        "Cause": f"a step of the {saga} saga failed; see the run and the execution history",
+    }
+    return states
+
+
+def _finish_state(
+    saga: str, status: str, function_arn: str, non_retryable_errors: Sequence[str]
+) -> Asl:
+    state = lambda_task(function_arn, {"saga": saga, "finish": status, "state.$": "$.state"})
+    state["ResultPath"] = None  # the state (and the execution's output) stays as it was
+    state["Retry"] = retriers(FINISH_RETRY, non_retryable_errors)
+    return state
+
+
 def _check_state_names(definition: SagaDefinition) -> None:
-    reserved = {SUCCEED_STATE, FAIL_STATE}
+    reserved = {
+        SUCCEED_STATE,
+        FAIL_STATE,
+        RECORD_SUCCESS_STATE,
+        OUTCOME_STATE,
+        RECORD_COMPENSATED_STATE,
+        RECORD_FAILED_STATE,
+    }
     for step in definition.steps:
         if step.name in reserved or step.name.startswith(COMPENSATE_PREFIX):
             raise ValueError(f"step name {step.name!r} clashes with a generated state name")
@@ -163,6 +228,8 @@ def _invoke(saga: str, step: str, function_arn: str, *, compensate: bool) -> Asl
     payload: dict[str, Any] = {"saga": saga, "step": step, "state.$": "$.state"}
     if compensate:
         payload["compensate"] = True
+    else:  # the task records the attempt (``RetryCount``: 0 on the first)
+        payload["retry_count.$"] = "$$.State.RetryCount"
     return lambda_task(function_arn, payload)
 
 

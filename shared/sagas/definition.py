@@ -1,14 +1,20 @@
-"""What a saga is: named steps over a JSON state, each with an optional compensation."""
+"""What a saga is: named steps over a JSON state, each with an optional compensation, and what
+the saga does once a run has ended (its end hooks)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shared.sagas.runner import SagaRunRecord
 
 SagaState = dict[str, Any]
 StepAction = Callable[[SagaState], Awaitable[SagaState | None]]
 Compensation = Callable[[SagaState], Awaitable[None]]
+# Called with the run as recorded at its end (``shared.sagas.runner.end_run``).
+EndHook = Callable[["SagaRunRecord"], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -30,8 +36,14 @@ class SagaStep:
 
 @dataclass(frozen=True)
 class SagaDefinition:
+    """``on_success`` runs once a run has succeeded; ``on_failure`` once a failed run's
+    compensations have run (it ended ``compensated`` or ``failed``). Both runners call them
+    after recording the end: in-process, and the final task of the Step Functions machine."""
+
     name: str
     steps: tuple[SagaStep, ...]
+    on_success: EndHook | None = None
+    on_failure: EndHook | None = None
 
     def __post_init__(self) -> None:
         names = [step.name for step in self.steps]

@@ -2,20 +2,22 @@
 (start, read, list, approve or reject, cancel, resume) and usage figures.
 
 Every method takes the acting ``Principal``, checks its permission (``workflows:read``,
-``workflows:run`` or ``workflows:manage``) and works in its tenant only. Runs execute in this
-process (``WorkflowEngine``) as asyncio tasks; a caller may wait for a run up to a bound.
+``workflows:run`` or ``workflows:manage``) and works in its tenant only. The service records
+what happens to a run; a ``WorkflowLauncher`` (``shared.workflows.launcher``) executes it: the
+local engine in this process, or Step Functions. A caller may wait for a run up to a bound. A run
+Step Functions did not start is ``failed`` (``workflow_not_started``) and can be resumed.
 
-An approval that passed its ``expires_at`` is rejected the next time its run is read or decided
-(``approval_expired``); no timer has to survive a restart for that.
+With runs in this process, an approval that passed its ``expires_at`` is rejected the next time
+its run is read or decided (``approval_expired``): no timer has to survive a restart for that;
+and runs a stopped process left ``running`` can be marked interrupted at the next start
+(``recover_interrupted_runs``). On Step Functions the approval's task times out by itself.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,7 +27,13 @@ from shared.auth.authenticator import principal_context
 from shared.auth.rbac import Permission, Principal, require
 from shared.db.models import Workflow, WorkflowNodeRun, WorkflowRun, as_utc
 from shared.db.workflow_repository import WorkflowRepository
-from shared.errors import Conflict, InvalidInput, PayloadTooLarge
+from shared.errors import (
+    Conflict,
+    DependencyUnavailable,
+    InvalidInput,
+    PayloadTooLarge,
+    QuarryError,
+)
 from shared.workflows.definition import (
     ValidationRules,
     WorkflowDefinition,
@@ -39,13 +47,13 @@ from shared.workflows.engine import (
     NodeFailed,
     NodeStatus,
     RunStatus,
-    WorkflowEngine,
 )
+from shared.workflows.launcher import WorkflowLauncher
 from shared.workflows.stats import workflow_stats
 
-log = logging.getLogger(__name__)
-
 ACTIVE = (RunStatus.RUNNING, RunStatus.WAITING_APPROVAL)
+NOT_STARTED = "workflow_not_started"
+INTERRUPTED = "interrupted"
 
 
 @dataclass(frozen=True)
@@ -58,7 +66,7 @@ class WorkflowService:
     def __init__(
         self,
         repository: WorkflowRepository,
-        engine: WorkflowEngine,
+        launcher: WorkflowLauncher,
         audit: AuditSink,
         rules: ValidationRules,
         *,
@@ -66,12 +74,11 @@ class WorkflowService:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.repository = repository
-        self._engine = engine
+        self._launcher = launcher
         self._audit = audit
         self._rules = rules
         self._max_input_bytes = max_input_bytes
         self._clock = clock
-        self._tasks: dict[uuid.UUID, asyncio.Task[Any]] = {}
 
     # --- definitions ---------------------------------------------------------------------
     def validate(self, source: str | bytes | Mapping[str, Any]) -> WorkflowDefinition:
@@ -129,7 +136,8 @@ class WorkflowService:
 
     async def delete(self, actor: Principal, name: str) -> None:
         require(actor, Permission.WORKFLOWS_MANAGE)
-        await self.repository.delete_workflow(actor.tenant_id, name)
+        versions = await self.repository.delete_workflow(actor.tenant_id, name)
+        await self._launcher.discard(actor.tenant_id, name, versions)
         await self._audit.record_audit(
             AuditEvent(
                 "workflow.delete", "success", actor.tenant_id, actor.subject, f"workflow:{name}"
@@ -178,7 +186,7 @@ class WorkflowService:
             acting_as=principal_context(actor),
         )
         await self._record_run(actor, "workflow_run.start", run)
-        return await self._launch(run, self._engine.execute(run, definition), wait_s)
+        return await self._execute(run, definition, wait_s)
 
     async def get_run(self, actor: Principal, run_id: uuid.UUID) -> RunDetails:
         require(actor, Permission.WORKFLOWS_READ)
@@ -242,6 +250,10 @@ class WorkflowService:
     async def cancel(self, actor: Principal, run_id: uuid.UUID) -> WorkflowRun:
         require(actor, Permission.WORKFLOWS_RUN)
         run = await self.repository.get_run(actor.tenant_id, run_id)
+        if run.status not in ACTIVE:
+            raise _not_active(run_id, run.status)
+        workflow = await self.repository.get_workflow_by_id(actor.tenant_id, run.workflow_id)
+        await self._launcher.stop(run, WorkflowDefinition.model_validate(workflow.definition))
         now = self._clock()
         cancelled = await self.repository.transition_run(
             actor.tenant_id,
@@ -254,14 +266,7 @@ class WorkflowService:
             duration_ms=_ms_between(run.created_at, now),
         )
         if not cancelled:
-            raise Conflict(
-                f"run {run_id} is {run.status}; only running or waiting runs can be cancelled",
-                code="run_not_active",
-            )
-        task = self._tasks.get(run_id)
-        if task is not None:
-            task.cancel()
-            await asyncio.wait([task])
+            raise _not_active(run_id, await self.repository.run_status(actor.tenant_id, run_id))
         await self.repository.cancel_open_nodes(actor.tenant_id, run_id, now)
         await self._record_run(actor, "workflow_run.cancel", run)
         return await self.repository.get_run(actor.tenant_id, run_id)
@@ -275,17 +280,8 @@ class WorkflowService:
         run = await self.repository.get_run(actor.tenant_id, run_id)
         workflow = await self.repository.get_workflow_by_id(actor.tenant_id, run.workflow_id)
         definition = self._runnable(workflow)
-        resumed = await self.repository.transition_run(
-            actor.tenant_id,
-            run_id,
-            from_statuses=RESUMABLE_RUN_STATUSES,
-            to_status=RunStatus.RUNNING,
-            output=None,
-            error_code=None,
-            error_message=None,
-            failed_node=None,
-            finished_at=None,
-            duration_ms=None,
+        resumed = await self.repository.restart_run(
+            actor.tenant_id, run_id, from_statuses=RESUMABLE_RUN_STATUSES
         )
         if not resumed:
             raise Conflict(
@@ -293,7 +289,8 @@ class WorkflowService:
                 code="run_not_resumable",
             )
         await self._record_run(actor, "workflow_run.resume", run)
-        return await self._launch(run, self._engine.execute(run, definition), wait_s)
+        run = await self.repository.get_run(actor.tenant_id, run_id)
+        return await self._execute(run, definition, wait_s)
 
     async def stats(self, actor: Principal, *, window_hours: int) -> dict[str, Any]:
         require(actor, Permission.WORKFLOWS_READ)
@@ -302,13 +299,22 @@ class WorkflowService:
         tools = await self.repository.tool_calls(actor.tenant_id, since)
         return {"window_hours": window_hours, **workflow_stats(runs, tools)}
 
+    async def recover_interrupted_runs(self) -> int:
+        """Runs still ``running`` in the database when runs execute in this process and it just
+        started: the process that executed them is gone. They become ``failed``
+        (``interrupted``, their running nodes too; no compensation ran) and can be resumed; how
+        many. Only right when no other process executes runs on this database."""
+        if not self._launcher.runs_in_process:
+            return 0
+        return await self.repository.fail_interrupted_runs(
+            self._clock(),
+            code=INTERRUPTED,
+            message="the process executing the run stopped; resume the run",
+        )
+
     async def aclose(self) -> None:
         """Stops the runs this process is executing (they stay ``running`` in the database)."""
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        await self._launcher.aclose()
 
     # --- internals -----------------------------------------------------------------------
     def _runnable(self, workflow: Workflow) -> WorkflowDefinition:
@@ -343,6 +349,9 @@ class WorkflowService:
         row = next((r for r in waiting if node in (None, r.node_key)), None)
         if row is None:
             raise Conflict(f"no approval {node!r} waits in run {run_id}", code="run_not_waiting")
+        if row.expires_at is not None and as_utc(row.expires_at) <= self._clock():
+            # Runs not in this process: the machine times the approval out by itself.
+            raise Conflict("the approval timed out", code=APPROVAL_EXPIRED)
         workflow = await self.repository.get_workflow_by_id(actor.tenant_id, run.workflow_id)
         definition = (
             self._runnable(workflow)
@@ -365,35 +374,54 @@ class WorkflowService:
             "finished_at": now,
             "duration_ms": _ms_between(row.started_at or now, now),
         }
-        work: Awaitable[Any]
-        if approved:
-            await self.repository.transition_node(
-                actor.tenant_id,
-                run_id,
-                row.node_key,
-                from_status=NodeStatus.WAITING_APPROVAL,
-                to_status=NodeStatus.SUCCEEDED,
-                **common,
-            )
-            work = self._engine.execute(run, definition)
-        else:
-            message = f"rejected by {actor.subject}" + (f": {comment}" if comment else "")
-            await self.repository.transition_node(
-                actor.tenant_id,
-                run_id,
-                row.node_key,
-                from_status=NodeStatus.WAITING_APPROVAL,
-                to_status=NodeStatus.FAILED,
-                error_code=APPROVAL_REJECTED,
-                error_message=message,
-                **common,
-            )
-            work = self._engine.fail(
-                run, definition, NodeFailed(row.node_key, APPROVAL_REJECTED, message)
-            )
+        message = f"rejected by {actor.subject}" + (f": {comment}" if comment else "")
+        decided = NodeStatus.SUCCEEDED if approved else NodeStatus.FAILED
+        await self.repository.transition_node(
+            actor.tenant_id,
+            run_id,
+            row.node_key,
+            from_status=NodeStatus.WAITING_APPROVAL,
+            to_status=decided,
+            error_code=None if approved else APPROVAL_REJECTED,
+            error_message=None if approved else message,
+            **common,
+        )
+        try:
+            if approved:
+                await self._launcher.approve(run, definition, row, decision)
+            else:
+                failure = NodeFailed(row.node_key, APPROVAL_REJECTED, message)
+                await self._launcher.reject(run, definition, row, failure)
+        except QuarryError:
+            await self._undecide(run, row, decided)
+            raise
         action = "workflow_run.approve" if approved else "workflow_run.reject"
         await self._record_run(actor, action, run, node=row.node_key, comment=comment)
-        return await self._launch(run, work, wait_s)
+        return await self._wait(run, wait_s)
+
+    async def _undecide(self, run: WorkflowRun, row: WorkflowNodeRun, decided: NodeStatus) -> None:
+        """The launcher did not take the decision on ``row``: it waits again, as its run (for
+        the machine's own timeout to find it, or a decision sent again)."""
+        await self.repository.transition_node(
+            run.tenant_id,
+            run.id,
+            row.node_key,
+            from_status=decided,
+            to_status=NodeStatus.WAITING_APPROVAL,
+            output=None,
+            error_code=None,
+            error_message=None,
+            decided_by=None,
+            decision=None,
+            finished_at=None,
+            duration_ms=None,
+        )
+        await self.repository.transition_run(
+            run.tenant_id,
+            run.id,
+            from_statuses=[RunStatus.RUNNING],
+            to_status=RunStatus.WAITING_APPROVAL,
+        )
 
     async def _waiting(self, run: WorkflowRun) -> list[WorkflowNodeRun]:
         rows = await self.repository.node_runs(run.tenant_id, run.id)
@@ -401,8 +429,8 @@ class WorkflowService:
 
     async def _expire(self, run: WorkflowRun) -> bool:
         """Rejects the run's approvals whose time is up (the run then fails there); whether it
-        did."""
-        if run.status != RunStatus.WAITING_APPROVAL:
+        did. Only for runs in this process: Step Functions times its approval tasks out."""
+        if run.status != RunStatus.WAITING_APPROVAL or not self._launcher.runs_in_process:
             return False
         now = self._clock()
         due = [
@@ -434,7 +462,8 @@ class WorkflowService:
         failure = NodeFailed(
             due[0].node_key, APPROVAL_EXPIRED, "no decision before the approval timed out"
         )
-        await self._engine.fail(run, definition, failure)
+        await self._launcher.reject(run, definition, due[0], failure)
+        await self._launcher.wait(run, None)
         await self._audit.record_audit(
             AuditEvent(
                 "workflow_run.expire",
@@ -447,26 +476,36 @@ class WorkflowService:
         )
         return True
 
-    async def _launch(
-        self, run: WorkflowRun, work: Awaitable[Any], wait_s: float | None
+    async def _execute(
+        self, run: WorkflowRun, definition: WorkflowDefinition, wait_s: float | None
     ) -> WorkflowRun:
-        """Runs ``work`` on the run as a task of this process; waits up to ``wait_s``."""
-        task = asyncio.ensure_future(work)
-        self._tasks[run.id] = task
+        """Hands the ``running`` run to the launcher; a run it could not start is ``failed``
+        (``workflow_not_started``, resumable)."""
+        try:
+            await self._launcher.execute(run, definition)
+        except DependencyUnavailable as exc:
+            now = self._clock()
+            await self.repository.transition_run(
+                run.tenant_id,
+                run.id,
+                from_statuses=[RunStatus.RUNNING],
+                to_status=RunStatus.FAILED,
+                error_code=NOT_STARTED,
+                error_message=f"the run was not started: {exc.message}"[:4000],
+                finished_at=now,
+                duration_ms=_ms_between(run.created_at, now),
+            )
+            raise DependencyUnavailable(
+                f"workflow run {run.id} was not started; resume it later",
+                code=NOT_STARTED,
+                details={"run_id": str(run.id), **exc.details},
+            ) from exc
+        return await self._wait(run, wait_s)
 
-        def done(finished: asyncio.Task[Any]) -> None:
-            if self._tasks.get(run.id) is finished:
-                del self._tasks[run.id]
-            if not finished.cancelled() and finished.exception() is not None:
-                log.error(
-                    "workflow run %s stopped on an error",
-                    run.id,
-                    exc_info=finished.exception(),
-                )
-
-        task.add_done_callback(done)
-        if wait_s is None or wait_s > 0:
-            await asyncio.wait([task], timeout=wait_s)
+    async def _wait(self, run: WorkflowRun, wait_s: float | None) -> WorkflowRun:
+        """The run once it finished or paused, or after ``wait_s`` (0: at once; None: no
+        bound)."""
+        await self._launcher.wait(run, wait_s)
         return await self.repository.get_run(run.tenant_id, run.id)
 
     async def _record(self, actor: Principal, action: str, workflow: Workflow) -> None:
@@ -494,6 +533,13 @@ class WorkflowService:
                 {"workflow": run.workflow_name, "version": run.workflow_version, **details},
             )
         )
+
+
+def _not_active(run_id: uuid.UUID, status: str) -> Conflict:
+    return Conflict(
+        f"run {run_id} is {status}; only running or waiting runs can be cancelled",
+        code="run_not_active",
+    )
 
 
 def _ms_between(start: datetime, end: datetime) -> float:

@@ -46,6 +46,7 @@ from shared.db.models import WorkflowNodeRun, WorkflowRun, as_utc
 from shared.db.workflow_repository import WorkflowRepository
 from shared.errors import Conflict, InvalidInput, QuarryError
 from shared.observability.metrics import MetricsSink
+from shared.sagas.task import caught_error
 from shared.workflows.asl import (
     CALLER_ERROR,
     END_TASK,
@@ -140,20 +141,17 @@ def failure_of(error: Mapping[str, Any]) -> Failure:
     """Reads a caught error (``{"Error", "Cause"}``): a ``WorkflowTaskError`` of the step
     function, a failure sent with a task token (a rejected approval, ``Cause`` in the same JSON),
     or an error of Step Functions itself (``States.Timeout``, ...)."""
-    name = str(error.get("Error") or "States.Runtime")
-    cause = error.get("Cause")
-    details = _json(cause)
-    if isinstance(details, dict) and "errorMessage" in details:  # a Lambda function's error
-        details = _json(details["errorMessage"]) or {"message": str(details["errorMessage"])}
-    if isinstance(details, dict) and "code" in details:
-        node = details.get("node")
+    caught = caught_error(error)
+    report = caught.report
+    if report is not None and "code" in report:
+        node = report.get("node")
         return Failure(
             node_key=node if isinstance(node, str) else None,
-            code=str(details["code"]),
-            message=str(details.get("message") or ""),
+            code=str(report["code"]),
+            message=str(report.get("message") or ""),
         )
-    message = details.get("message") if isinstance(details, dict) else cause
-    return Failure(node_key=None, code=name, message=str(message or name))
+    message = report.get("message") if report is not None else caught.message
+    return Failure(node_key=None, code=caught.name, message=str(message or caught.name))
 
 
 class WorkflowTasks:
@@ -675,12 +673,3 @@ def _containers(graph: WorkflowGraph, key: str | None) -> list[tuple[str, Node]]
         if slot == "nodes" and isinstance(container, MapNode):
             prefix += next(map_segments, f"{container_id}[0]") + "."
     return found
-
-
-def _json(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    try:
-        return json.loads(value)
-    except ValueError:
-        return None

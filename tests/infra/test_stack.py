@@ -310,18 +310,117 @@ def test_elasticache_serverless_with_a_user_group(dev: Synthesized) -> None:
     assert props["SecurityGroupIds"]
 
 
-def test_gpu_endpoint_scales_on_invocations(dev: Synthesized) -> None:
-    (config,) = dev.resources("AWS::SageMaker::EndpointConfig").values()
+def test_prod_gpu_endpoint_keeps_instances_warm_and_scales_on_invocations(
+    prod: Synthesized,
+) -> None:
+    (config,) = prod.resources("AWS::SageMaker::EndpointConfig").values()
     (variant,) = config["Properties"]["ProductionVariants"]
     assert variant["InstanceType"] == "ml.g5.xlarge"
-    dev.template.has_resource_properties(
-        "AWS::SageMaker::Endpoint", {"EndpointName": "quarry-dev-gpu"}
+    assert variant["InitialInstanceCount"] == 1
+    assert "ModelName" in variant
+    assert "ManagedInstanceScaling" not in variant
+    prod.template.has_resource_properties(
+        "AWS::SageMaker::Endpoint", {"EndpointName": "quarry-prod-gpu"}
     )
-    dev.template.has_resource_properties("AWS::SageMaker::Model", {"EnableNetworkIsolation": True})
-    (policy,) = dev.resources("AWS::ApplicationAutoScaling::ScalingPolicy").values()
+    prod.template.has_resource_properties("AWS::SageMaker::Model", {"EnableNetworkIsolation": True})
+    prod.template.resource_count_is("AWS::SageMaker::InferenceComponent", 0)
+    (target,) = prod.resources("AWS::ApplicationAutoScaling::ScalableTarget").values()
+    assert target["Properties"]["ResourceId"] == "endpoint/quarry-prod-gpu/variant/AllTraffic"
+    assert (target["Properties"]["MinCapacity"], target["Properties"]["MaxCapacity"]) == (1, 4)
+    (policy,) = prod.resources("AWS::ApplicationAutoScaling::ScalingPolicy").values()
     spec = policy["Properties"]["TargetTrackingScalingPolicyConfiguration"]
     metric = spec["PredefinedMetricSpecification"]["PredefinedMetricType"]
     assert metric == "SageMakerVariantInvocationsPerInstance"
+    for props in _functions(prod).values():
+        assert "QUARRY_AWS__GPU_INFERENCE_COMPONENT" not in props["Environment"]["Variables"]
+
+
+def test_dev_gpu_endpoint_scales_to_zero_with_an_inference_component(dev: Synthesized) -> None:
+    """The AWS guide's four pieces: managed instance scaling down to 0, the model as an
+    inference component, its copies auto scaled 0..max by target tracking, and a step policy
+    on the NoCapacityInvocationFailures alarm to leave zero."""
+    component_name = "quarry-dev-gpu-models"
+    (config,) = dev.resources("AWS::SageMaker::EndpointConfig").values()
+    (variant,) = config["Properties"]["ProductionVariants"]
+    assert "ModelName" not in variant  # inference components bring the model
+    assert variant["InstanceType"] == "ml.g5.xlarge"
+    assert variant["ManagedInstanceScaling"] == {
+        "Status": "ENABLED",
+        "MinInstanceCount": 0,
+        "MaxInstanceCount": 1,
+    }
+    assert "ExecutionRoleArn" in config["Properties"]
+    assert config["Properties"]["EnableNetworkIsolation"] is True
+    endpoint_id = _logical_id(dev, "AWS::SageMaker::Endpoint")
+    model_id = _logical_id(dev, "AWS::SageMaker::Model")
+    (component_id, component), *others = dev.resources("AWS::SageMaker::InferenceComponent").items()
+    assert others == []
+    props = component["Properties"]
+    assert props["InferenceComponentName"] == component_name
+    assert props["EndpointName"] == {"Fn::GetAtt": [endpoint_id, "EndpointName"]}
+    assert props["Specification"]["ModelName"] == {"Fn::GetAtt": [model_id, "ModelName"]}
+    assert (
+        props["Specification"]["ComputeResourceRequirements"]["NumberOfAcceleratorDevicesRequired"]
+        == 1
+    )
+
+    (target_id, target), *others = dev.resources(
+        "AWS::ApplicationAutoScaling::ScalableTarget"
+    ).items()
+    assert others == []
+    assert target["Properties"]["ResourceId"] == f"inference-component/{component_name}"
+    assert (
+        target["Properties"]["ScalableDimension"]
+        == "sagemaker:inference-component:DesiredCopyCount"
+    )
+    assert (target["Properties"]["MinCapacity"], target["Properties"]["MaxCapacity"]) == (0, 1)
+    policies = {
+        p["Properties"]["PolicyType"]: (logical_id, p["Properties"])
+        for logical_id, p in dev.resources("AWS::ApplicationAutoScaling::ScalingPolicy").items()
+    }
+    assert set(policies) == {"TargetTrackingScaling", "StepScaling"}
+    for _, policy in policies.values():
+        assert policy["ScalingTargetId"] == {"Ref": target_id}
+    tracking = policies["TargetTrackingScaling"][1]["TargetTrackingScalingPolicyConfiguration"]
+    assert (
+        tracking["PredefinedMetricSpecification"]["PredefinedMetricType"]
+        == "SageMakerInferenceComponentInvocationsPerCopy"
+    )
+    step_id, step = policies["StepScaling"]
+    assert step["StepScalingPolicyConfiguration"]["AdjustmentType"] == "ChangeInCapacity"
+    assert step["StepScalingPolicyConfiguration"]["StepAdjustments"] == [
+        {"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}
+    ]
+    (alarm,) = [
+        a["Properties"]
+        for a in dev.resources("AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("MetricName") == "NoCapacityInvocationFailures"
+    ]
+    assert alarm["Namespace"] == "AWS/SageMaker"
+    assert alarm["Dimensions"] == [{"Name": "InferenceComponentName", "Value": component_name}]
+    assert (alarm["Statistic"], alarm["Threshold"]) == ("Sum", 1)
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert alarm["AlarmActions"] == [{"Ref": step_id}]
+
+    # The GPU's callers name the component, and may invoke it as well as the endpoint.
+    for domain, function in _functions(dev).items():
+        env = function["Environment"]["Variables"]
+        uses_models = "models" in DOMAIN_CAPABILITIES[domain]
+        assert env.get("QUARRY_AWS__GPU_INFERENCE_COMPONENT") == (
+            component_name if uses_models else None
+        )
+    invoked = [
+        (owner, _as_list(statement["Resource"]))
+        for statement, owner in _statements(dev)
+        if "sagemaker:InvokeEndpoint" in _as_list(statement["Action"])
+    ]
+    callers = {d for d, needs in DOMAIN_CAPABILITIES.items() if "models" in needs}
+    assert sorted(owner.split("ServiceRole")[0] for owner, _ in invoked) == sorted(
+        "Functions" + d.title().replace("_", "") for d in callers
+    )
+    for _, resources in invoked:
+        assert {"Ref": endpoint_id} in resources
+        assert {"Fn::GetAtt": [component_id, "InferenceComponentArn"]} in resources
 
 
 def test_alarms(dev: Synthesized) -> None:

@@ -155,6 +155,8 @@ def test_every_function_configured_as_the_stack_does_passes_the_aws_checks(
             assert settings.auth.api_key_pepper.get_secret_value() == PEPPER
             assert settings.auth.secrets_cipher == "kms"
         assert settings.aws.gpu_endpoint_name == "quarry-dev-gpu"
+        component = "quarry-dev-gpu-models" if "models" in DOMAIN_CAPABILITIES[domain] else None
+        assert settings.aws.gpu_inference_component == component  # dev scales to zero
 
 
 @pytest.mark.parametrize(

@@ -60,6 +60,9 @@ class StageConfig:
     gpu_min_instances: int = 1
     gpu_max_instances: int = 1
     gpu_invocations_per_instance: int = 600
+    # Real-time endpoint that scales to zero instances when idle (an inference component);
+    # gpu_min_instances is then unused. Off: gpu_min_instances stay warm.
+    gpu_scale_to_zero: bool = True
     gpu_image_repository: str = ""
     gpu_image_tag: str = "latest"
     # tuning, alarms
@@ -107,6 +110,7 @@ STAGE_DEFAULTS: dict[Stage, dict[str, Any]] = {
         "api_burst": 1000,
         "gpu_min_instances": 1,
         "gpu_max_instances": 4,
+        "gpu_scale_to_zero": False,
     },
 }
 

@@ -172,6 +172,8 @@ class Functions(Construct):
             "POWERTOOLS_SERVICE_NAME": f"quarry-{spec.name}",
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
         }
+        if "models" in access and self._gpu.inference_component_name:  # scale to zero
+            env["QUARRY_AWS__GPU_INFERENCE_COMPONENT"] = self._gpu.inference_component_name
         if self._config.milvus_uri:  # not secret; the secret holds it too, with the token
             env["QUARRY_VECTORS__MILVUS_URI"] = self._config.milvus_uri
         # Secrets by ARN only: the function reads them at cold start.
@@ -227,7 +229,7 @@ class Functions(Construct):
         if "models" in access:
             function.add_to_role_policy(
                 iam.PolicyStatement(
-                    actions=["sagemaker:InvokeEndpoint"], resources=[self._gpu.endpoint_arn]
+                    actions=["sagemaker:InvokeEndpoint"], resources=self._gpu.invoke_arns
                 )
             )
         if "provider_secrets" in access:  # envelope encryption (shared.adapters.kms_envelope_...)

@@ -82,5 +82,7 @@ class QuarryStack(Stack):
             "DatabaseSecretArn": data.db_secret.secret_arn,
             "DatabaseProxyEndpoint": data.proxy.endpoint,
         }
+        if gpu.inference_component_name:  # what `invoke-endpoint --inference-component-name` takes
+            outputs["GpuInferenceComponentName"] = gpu.inference_component_name
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)

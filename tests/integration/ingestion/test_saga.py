@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
-from typing import Any
 
 import pytest
 
 from shared.container import Container
 from shared.db.models import KnowledgeBase
-from shared.errors import DependencyUnavailable
 from shared.ingestion.doctor import diagnose
 from shared.ingestion.service import Upload
-from shared.sagas.definition import SagaDefinition, SagaState, StepAction
 from tests.fixtures.search import search
+from tests.integration.ingestion.conftest import failing_at, snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -27,38 +24,6 @@ Employees book economy class for flights shorter than six hours.
 The nightly hotel budget in Zurich is 240 francs, breakfast included.
 """
 NOTES = b"The quarterly offsite takes place in Lisbon. Bring a passport."
-
-
-async def snapshot(container: Container, tenant: uuid.UUID, kb: KnowledgeBase) -> dict[str, Any]:
-    rows = await container.kb_repository.all_chunk_keys(tenant, kb.id)
-    vectors = await container.vector_store.list_chunks(
-        container.kb_service.space(kb), tenant, kb.id
-    )
-    return {
-        "rows": sorted(str(r[0]) for r in rows),
-        "vectors": sorted(str(v.chunk_id) for v in vectors),
-    }
-
-
-def failing_at(definition: SagaDefinition, step_name: str) -> SagaDefinition:
-    """The same saga, except that ``step_name`` does its work and then fails."""
-
-    def wrap(action: StepAction) -> StepAction:
-        async def failing(state: SagaState) -> SagaState | None:
-            await action(state)
-            raise DependencyUnavailable(f"injected failure in {step_name}")
-
-        return failing
-
-    steps = tuple(
-        dataclasses.replace(
-            s, action=wrap(s.action), retry=dataclasses.replace(s.retry, attempts=1)
-        )
-        if s.name == step_name
-        else s
-        for s in definition.steps
-    )
-    return dataclasses.replace(definition, steps=steps)
 
 
 async def search_names(

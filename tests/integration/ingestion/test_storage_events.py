@@ -116,27 +116,35 @@ def test_objects_of_unknown_kbs_are_skipped(handler: Any) -> None:
 
 
 def test_saga_steps_run_as_step_functions_tasks(handler: Any) -> None:
-    """The state machine's tasks: each step through the handler, the state carried between."""
+    """The state machine's tasks: each step through the handler, the state carried between,
+    every step recorded in the run, and the run's end."""
+    from functions.common.lambda_entry import run_async
+
     tenant, kb, key = setup_kb(handler)
-    state: dict[str, Any] = {
-        "run_id": str(uuid.uuid4()),
-        "tenant_id": str(tenant),
-        "kb_id": str(kb),
-        "items": [
-            {
-                "name": NAME,
-                "blob_key": key,
-                "media_type": "text/plain",
-                "content_hash": "h1",
-                "size": len(TEXT),
-            }
-        ],
+    store = handler.app.state.container_provider.get().saga_run_store
+    steps = ("extract", "register", "chunk", "embed", "index", "publish")
+    item = {
+        "name": NAME,
+        "blob_key": key,
+        "media_type": "text/plain",
+        "content_hash": "h1",
+        "size": len(TEXT),
     }
-    for step in ("extract", "register", "chunk", "embed", "index", "publish"):
+    state: dict[str, Any] = {"tenant_id": str(tenant), "kb_id": str(kb), "items": [item]}
+    run_id = run_async(store.create("ingestion", tenant, kb, state, list(steps)))
+    state["run_id"] = str(run_id)
+    for step in steps:
         task = {"saga": "ingestion", "step": step, "state": state}
         state = handler.lambda_handler(task, FakeLambdaContext())
     assert state["published"] == 1
     assert documents(handler, tenant, kb) == {NAME: "ready"}
+    assert run_async(store.load(run_id)).status == "running"
+
+    finish = {"saga": "ingestion", "finish": "succeeded", "state": state}
+    assert handler.lambda_handler(finish, FakeLambdaContext()) == state
+    run = run_async(store.load(run_id))
+    assert run.status == "succeeded"
+    assert run.step_status == dict.fromkeys(steps, "succeeded")
     with pytest.raises(Exception, match="unknown step"):
         handler.lambda_handler(
             {"saga": "ingestion", "step": "nope", "state": state}, FakeLambdaContext()

@@ -22,6 +22,7 @@ from shared.errors import DependencyUnavailable, InvalidInput
 from shared.observability.metrics import PrometheusMetrics
 from shared.workflows.definition import ValidationRules
 from shared.workflows.engine import WorkflowEngine
+from shared.workflows.launcher import LocalWorkflowLauncher
 from shared.workflows.nodes import AgentBudget, NodeExecutors
 from shared.workflows.service import WorkflowService
 from shared.workflows.tools import Tool, ToolRegistry
@@ -181,7 +182,7 @@ def make_harness(database: Database) -> Callable[..., Any]:
         audit = AuditLog()
         service = WorkflowService(
             repository,
-            engine,
+            LocalWorkflowLauncher(engine),
             audit,
             ValidationRules(tool_names=executors.tool_names, **rules),
             max_input_bytes=max_input_bytes,

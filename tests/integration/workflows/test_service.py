@@ -1,8 +1,9 @@
 """The workflow service and repository on both databases: versions, tenant isolation, RBAC,
-audit entries, input limits and usage figures."""
+audit entries, input limits, usage figures and runs interrupted by a stopped process."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -185,3 +186,44 @@ async def test_stats(harness: Harness) -> None:
     assert stats["workflows"]["greet"]["success_rate"] == 1.0
     assert stats["workflows"]["other"]["by_status"] == {"failed": 1}
     assert stats["tool_calls"] == {"record": 3}  # calls that returned a result
+
+
+async def test_runs_a_stopped_process_left_running_are_marked_interrupted(
+    harness: Harness,
+) -> None:
+    service, owner = harness.service, harness.owner
+    harness.tools.hang = {"b"}
+    cut_short = workflow(
+        record("a", undo=False),
+        record("b", undo=False, depends_on=["a"], timeout_s=60),
+        name="cut",
+    )
+    await service.create(owner, cut_short)
+    cut = await service.start_run(owner, "cut", {})
+    await asyncio.wait_for(harness.tools.hanging.wait(), timeout=10)
+    await service.create(owner, workflow({"id": "ok", "type": "approval"}, name="gate"))
+    waiting = await service.start_run(owner, "gate", {}, wait_s=None)
+    other_tenant = await harness.new_tenant()
+    other_workflow = await harness.repository.add_version(
+        other_tenant, "theirs", workflow(record("x")), description="", created_by=None, new=True
+    )
+    theirs = await harness.repository.create_run(other_tenant, other_workflow, {}, started_by=None)
+    await service.aclose()  # the process stops: its runs stay running in the database
+
+    assert await service.recover_interrupted_runs() == 2
+    details = await service.get_run(owner, cut.id)
+    assert (details.run.status, details.run.error_code) == ("failed", "interrupted")
+    assert details.run.finished_at is not None
+    assert {n.node_key: (n.status, n.error_code) for n in details.nodes} == {
+        "a": ("succeeded", None),
+        "b": ("failed", "interrupted"),
+    }
+    assert (await service.get_run(owner, waiting.id)).run.status == "waiting_approval"
+    assert (await harness.repository.get_run(other_tenant, theirs.id)).status == "failed"
+    assert await service.recover_interrupted_runs() == 0
+
+    harness.tools.hang = set()
+    harness.tools.calls.clear()
+    resumed = await service.resume(owner, cut.id, wait_s=None)
+    assert (resumed.status, resumed.resumes) == ("succeeded", 1)
+    assert harness.tools.calls == ["b"]

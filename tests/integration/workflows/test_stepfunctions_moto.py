@@ -20,18 +20,16 @@ thread of its own (``LoopThread``), which the function's tasks and the test shar
 
 from __future__ import annotations
 
-import asyncio
 import io
 import itertools
 import json
-import threading
 import time
 import uuid
 import zipfile
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import boto3
 import pytest
@@ -64,6 +62,7 @@ from shared.workflows.engine import (
 from shared.workflows.nodes import AgentBudget, NodeCall, NodeExecutors, NodeResult, Step
 from shared.workflows.task import WorkflowTaskError, WorkflowTasks
 from shared.workflows.tools import default_tool_registry
+from tests.fixtures.event_loop_thread import LoopThread
 from tests.integration.workflows.conftest import POOL, ToolBox, record, workflow
 
 pytestmark = pytest.mark.integration
@@ -73,27 +72,9 @@ FUNCTION = "quarry-workflows"
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "workflows"
 RULES = ValidationRules()
 CONTAINER_TYPES = ("branch", "parallel", "map")
-T = TypeVar("T")
 
 
 # --- the harness ------------------------------------------------------------------------------
-class LoopThread:
-    """An event loop running in a thread of its own; ``run`` waits for a coroutine on it."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=60)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()
-
-
 class Executor:
     """The real node executors over the test tools (and the built-in ones), except that
     retrieve, generate and http steps answer the canned output of their node id (an exception

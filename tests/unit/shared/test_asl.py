@@ -28,11 +28,17 @@ from shared.errors import DependencyUnavailable
 from shared.ingestion.saga import IngestionDeps, IngestionSteps
 from shared.sagas.asl import (
     FAIL_STATE,
+    FINISH_RETRY,
     LAMBDA_INVOKE,
+    OUTCOME_STATE,
+    RECORD_COMPENSATED_STATE,
+    RECORD_FAILED_STATE,
+    RECORD_SUCCESS_STATE,
     SUCCEED_STATE,
     client_error_names,
     compile_saga,
     error_names,
+    retriers,
 )
 from shared.sagas.definition import RetryPolicy, SagaDefinition, SagaState, SagaStep
 
@@ -66,6 +72,8 @@ def ingestion_saga() -> SagaDefinition:
 
 def _targets(state: dict[str, Any]) -> list[str]:
     targets = [state["Next"]] if "Next" in state else []
+    targets += [choice["Next"] for choice in state.get("Choices", [])]
+    targets += [state["Default"]] if "Default" in state else []
     return targets + [c["Next"] for c in state.get("Catch", [])]
 
 
@@ -96,14 +104,21 @@ def test_four_step_saga_structure() -> None:
         "d",
         "compensate_c",
         "compensate_b",
+        "RecordSuccess",
         "Succeeded",
+        "Outcome",
+        "RecordCompensated",
+        "RecordFailed",
         "Failed",
     }
-    assert [states[s]["Next"] for s in "abcd"] == ["b", "c", "d", SUCCEED_STATE]
-    # Each failure point enters the reverse chain at its last compensable step (itself included).
+    # The last step goes on to the run's record, then the Succeed state.
+    assert [states[s]["Next"] for s in "abcd"] == ["b", "c", "d", RECORD_SUCCESS_STATE]
+    assert states[RECORD_SUCCESS_STATE]["Next"] == SUCCEED_STATE
+    # Each failure point enters the reverse chain at its last compensable step (itself included);
+    # with nothing to compensate it goes straight to the outcome.
     catches = {s: states[s]["Catch"][0] for s in "abcd"}
     assert {s: c["Next"] for s, c in catches.items()} == {
-        "a": FAIL_STATE,
+        "a": OUTCOME_STATE,
         "b": "compensate_b",
         "c": "compensate_c",
         "d": "compensate_c",
@@ -112,11 +127,31 @@ def test_four_step_saga_structure() -> None:
         c == {**c, "ErrorEquals": ["States.ALL"], "ResultPath": "$.error"} for c in catches.values()
     )
     assert states["compensate_c"]["Next"] == "compensate_b"
-    assert states["compensate_b"]["Next"] == FAIL_STATE
-    # A failed compensation does not stop the chain.
-    assert states["compensate_c"]["Catch"][0]["Next"] == "compensate_b"
+    assert states["compensate_b"]["Next"] == OUTCOME_STATE
+    # A failed compensation does not stop the chain; it is noted in $.compensation_error.
+    assert states["compensate_c"]["Catch"][0] == {
+        "ErrorEquals": ["States.ALL"],
+        "ResultPath": "$.compensation_error",
+        "Next": "compensate_b",
+    }
+    # The outcome: compensated, or failed when a compensation failed; recorded, then Fail.
+    assert states[OUTCOME_STATE] == {
+        "Type": "Choice",
+        "Choices": [
+            {"Variable": "$.compensation_error", "IsPresent": True, "Next": RECORD_FAILED_STATE}
+        ],
+        "Default": RECORD_COMPENSATED_STATE,
+    }
+    for record in (RECORD_COMPENSATED_STATE, RECORD_FAILED_STATE):
+        assert states[record]["Next"] == FAIL_STATE
+        # A record that cannot be written still ends in the Fail state.
+        assert states[record]["Catch"] == [
+            {"ErrorEquals": ["States.ALL"], "ResultPath": "$.record_error", "Next": FAIL_STATE}
+        ]
+    assert "Catch" not in states[RECORD_SUCCESS_STATE]  # published: nothing to compensate
     assert states[SUCCEED_STATE] == {"Type": "Succeed"}
     assert states[FAIL_STATE]["Type"] == "Fail"
+    assert states[FAIL_STATE]["Error"] == "SagaFailed"
 
 
 def test_task_invokes_the_function_and_replaces_the_state() -> None:
@@ -126,7 +161,12 @@ def test_task_invokes_the_function_and_replaces_the_state() -> None:
     assert step["Resource"] == LAMBDA_INVOKE
     assert step["Parameters"] == {
         "FunctionName": FUNCTION_ARN,
-        "Payload": {"saga": "test", "step": "b", "state.$": "$.state"},
+        "Payload": {
+            "saga": "test",
+            "step": "b",
+            "state.$": "$.state",
+            "retry_count.$": "$$.State.RetryCount",  # the task records the attempt
+        },
     }
     assert step["ResultSelector"] == {"state.$": "$.Payload"}
     assert step["ResultPath"] == "$"
@@ -138,6 +178,36 @@ def test_task_invokes_the_function_and_replaces_the_state() -> None:
         "compensate": True,
     }
     assert compensation["ResultPath"] is None  # keeps $.state and $.error as they were
+
+
+def test_the_runs_end_invokes_the_function_with_the_outcome() -> None:
+    states = compile_saga(four_step_saga(), FUNCTION_ARN, non_retryable_errors=["NotFound"])[
+        "States"
+    ]
+    payloads = {
+        name: states[name]["Parameters"]["Payload"]
+        for name in (RECORD_SUCCESS_STATE, RECORD_COMPENSATED_STATE, RECORD_FAILED_STATE)
+    }
+    assert payloads == {
+        RECORD_SUCCESS_STATE: {"saga": "test", "finish": "succeeded", "state.$": "$.state"},
+        RECORD_COMPENSATED_STATE: {
+            "saga": "test",
+            "finish": "compensated",
+            "state.$": "$.state",
+            "error.$": "$.error",  # what the failed step's Catch recorded
+        },
+        RECORD_FAILED_STATE: {
+            "saga": "test",
+            "finish": "failed",
+            "state.$": "$.state",
+            "error.$": "$.error",
+        },
+    }
+    for name in payloads:
+        assert states[name]["Resource"] == LAMBDA_INVOKE
+        assert states[name]["Parameters"]["FunctionName"] == FUNCTION_ARN
+        assert states[name]["ResultPath"] is None  # the execution's output stays the state
+        assert states[name]["Retry"] == retriers(FINISH_RETRY, ["NotFound"])
 
 
 def test_retry_policy_becomes_retriers() -> None:
@@ -174,16 +244,16 @@ def test_ingestion_saga_structure() -> None:
     states = asl["States"]
     order = ["extract", "register", "chunk", "embed", "index", "publish"]
     assert asl["StartAt"] == "extract"
-    assert [states[s]["Next"] for s in order] == [*order[1:], SUCCEED_STATE]
+    assert [states[s]["Next"] for s in order] == [*order[1:], RECORD_SUCCESS_STATE]
     assert {s: states[s]["Catch"][0]["Next"] for s in order} == {
-        "extract": FAIL_STATE,
-        "register": FAIL_STATE,
-        "chunk": FAIL_STATE,
-        "embed": FAIL_STATE,
+        "extract": OUTCOME_STATE,
+        "register": OUTCOME_STATE,
+        "chunk": OUTCOME_STATE,
+        "embed": OUTCOME_STATE,
         "index": "compensate_index",
         "publish": "compensate_index",
     }
-    assert states["compensate_index"]["Next"] == FAIL_STATE
+    assert states["compensate_index"]["Next"] == OUTCOME_STATE
     for step in ingestion_saga().steps:  # each step's own RetryPolicy
         retriers = states[step.name]["Retry"]
         if step.retry.attempts <= 1:
@@ -199,7 +269,9 @@ def test_ingestion_saga_structure() -> None:
     }
 
 
-@pytest.mark.parametrize("name", ["Succeeded", "Failed", "compensate_x", "", "x" * 80])
+@pytest.mark.parametrize(
+    "name", ["Succeeded", "Failed", "RecordSuccess", "Outcome", "compensate_x", "", "x" * 80]
+)
 def test_rejects_step_names_that_clash(name: str) -> None:
     with pytest.raises(ValueError, match="step name"):
         compile_saga(SagaDefinition("s", (SagaStep(name, _noop),)), FUNCTION_ARN)
@@ -212,21 +284,31 @@ def test_rejects_an_empty_saga() -> None:
 
 # --- executions on moto -------------------------------------------------------------------------
 class FakeSagaFunction:
-    """Stands in for the ingestion Lambda: records each task, fails the steps it is told to."""
+    """Stands in for the saga's Lambda: records each task (``<step>``, ``undo <step>``,
+    ``finish <status>``), fails the steps and compensations it is told to."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, bool]] = []
+        self.calls: list[str] = []
         self.failures: dict[str, str] = {}  # step -> error type
+        self.failing_compensations: set[str] = set()
+        self.finish_errors: list[dict[str, Any]] = []  # the "error" each failure's record got
 
     def invoke(self, body: str, response_headers: dict[str, str]) -> bytes:
         task = json.loads(body)
-        step, compensate = task["step"], bool(task.get("compensate"))
-        self.calls.append((step, compensate))
-        if not compensate and step in self.failures:
-            response_headers["x-amz-function-error"] = "Unhandled"
-            error = {"errorType": self.failures[step], "errorMessage": f"{step} failed"}
-            return json.dumps(error).encode()
         state = dict(task["state"])
+        if "finish" in task:
+            self.calls.append(f"finish {task['finish']}")
+            if "error" in task:
+                self.finish_errors.append(task["error"])
+            return json.dumps(state).encode()
+        step, compensate = task["step"], bool(task.get("compensate"))
+        self.calls.append(f"undo {step}" if compensate else step)
+        failing = step in self.failing_compensations if compensate else step in self.failures
+        if failing:
+            response_headers["x-amz-function-error"] = "Unhandled"
+            error_type = "RuntimeError" if compensate else self.failures[step]
+            error = {"errorType": error_type, "errorMessage": f"{step} failed"}
+            return json.dumps(error).encode()
         if not compensate:
             state[f"{step}_done"] = True
         return json.dumps(state).encode()
@@ -303,7 +385,8 @@ def test_moto_without_the_function_fails_into_the_fail_state() -> None:
         result = _run(asl, {"run_id": "r1"}, with_function=False)
     assert result["status"] == "FAILED"
     assert result["error"] == "SagaFailed"
-    assert result["entered"] == ["a", FAIL_STATE]
+    # The run's record cannot be written either: the machine still ends in the Fail state.
+    assert result["entered"] == ["a", OUTCOME_STATE, RECORD_COMPENSATED_STATE, FAIL_STATE]
 
 
 @pytest.mark.usefixtures("aws")
@@ -312,7 +395,8 @@ def test_moto_runs_every_step_and_returns_the_final_state(fake_function: FakeSag
     result = _run(asl, {"run_id": "r1"})
     assert result["status"] == "SUCCEEDED", result
     steps = ["extract", "register", "chunk", "embed", "index", "publish"]
-    assert fake_function.calls == [(s, False) for s in steps]
+    assert fake_function.calls == [*steps, "finish succeeded"]
+    assert result["entered"][-2:] == [RECORD_SUCCESS_STATE, SUCCEED_STATE]
     output = json.loads(result["output"])
     assert output == {"state": {"run_id": "r1", **{f"{s}_done": True for s in steps}}}
 
@@ -326,15 +410,18 @@ def test_moto_compensates_in_reverse_from_the_failed_step(
     result = _run(asl, {"run_id": "r1"})
     assert result["status"] == "FAILED"
     assert result["error"] == "SagaFailed"
-    assert fake_function.calls == [
-        ("a", False),
-        ("b", False),
-        ("c", False),
-        ("d", False),
-        ("c", True),
-        ("b", True),
+    assert fake_function.calls == ["a", "b", "c", "d", "undo c", "undo b", "finish compensated"]
+    assert result["entered"][-5:] == [
+        "compensate_c",
+        "compensate_b",
+        OUTCOME_STATE,
+        RECORD_COMPENSATED_STATE,
+        FAIL_STATE,
     ]
-    assert result["entered"][-3:] == ["compensate_c", "compensate_b", FAIL_STATE]
+    # The record gets the error as the failed step's Catch recorded it.
+    (error,) = fake_function.finish_errors
+    assert error["Error"] == "InvalidInput"
+    assert json.loads(error["Cause"])["errorMessage"] == "d failed"
 
 
 @pytest.mark.usefixtures("aws")
@@ -343,4 +430,25 @@ def test_moto_a_failed_step_is_compensated_itself(fake_function: FakeSagaFunctio
     asl = compile_saga(four_step_saga(), FUNCTION_ARN, non_retryable_errors=client_error_names())
     result = _run(asl, {"run_id": "r1"})
     assert result["status"] == "FAILED"
-    assert fake_function.calls == [("a", False), ("b", False), ("b", True)]
+    assert fake_function.calls == ["a", "b", "undo b", "finish compensated"]
+
+
+@pytest.mark.usefixtures("aws")
+def test_moto_a_failed_compensation_goes_on_and_ends_failed(
+    fake_function: FakeSagaFunction,
+) -> None:
+    saga = SagaDefinition(
+        "test",
+        (
+            SagaStep("a", _noop, compensation=_noop),
+            SagaStep("b", _noop, compensation=_noop),
+            SagaStep("c", _noop),
+        ),
+    )
+    fake_function.failures["c"] = "InvalidInput"
+    fake_function.failing_compensations.add("b")
+    asl = compile_saga(saga, FUNCTION_ARN, non_retryable_errors=client_error_names())
+    result = _run(asl, {"run_id": "r1"})
+    assert result["status"] == "FAILED"
+    assert fake_function.calls == ["a", "b", "c", "undo b", "undo a", "finish failed"]
+    assert result["entered"][-3:] == [OUTCOME_STATE, RECORD_FAILED_STATE, FAIL_STATE]

@@ -7,6 +7,7 @@ import pytest
 
 from shared.adapters.gpu_endpoint_client import GpuEndpointClient
 from shared.container import Container
+from shared.errors import ConfigurationError
 from shared.health import check_readiness
 from shared.settings import Settings
 
@@ -17,6 +18,20 @@ def test_nothing_is_built_until_used(make_settings: Callable[..., Settings]) -> 
     container = Container(make_settings())
     assert "database" not in container.__dict__
     assert "vector_store" not in container.__dict__
+
+
+async def test_workflow_runs_execute_where_the_sagas_run(
+    make_settings: Callable[..., Settings],
+) -> None:
+    local = Container(make_settings())
+    assert local.runs_workflows_in_process
+    assert local.workflow_service is not None
+    cloud = Container(make_settings(saga_runner="stepfunctions", aws={"region": "eu-west-1"}))
+    assert not cloud.runs_workflows_in_process
+    with pytest.raises(ConfigurationError, match="QUARRY_AWS__WORKFLOW_STATE_MACHINE_PREFIX"):
+        _ = cloud.workflow_service  # runs go to Step Functions, which is not configured
+    await local.aclose()
+    await cloud.aclose()
 
 
 async def test_health_checks_follow_the_settings(make_settings: Callable[..., Settings]) -> None:

@@ -31,6 +31,13 @@ from shared.settings import Settings
 pytestmark = pytest.mark.unit
 
 ENDPOINT = "quarry-dev-gpu"
+COMPONENT = "quarry-dev-gpu-models"
+# What SageMaker answers while an inference component has no copy running (scaled to zero).
+NO_CAPACITY = (
+    "Inference Component has no capacity to process this request. ApplicationAutoScaling may "
+    "be in-progress (if configured) or try to increase the capacity by invoking "
+    "UpdateInferenceComponentRuntimeConfig API."
+)
 
 
 @pytest.fixture
@@ -78,10 +85,15 @@ def model_error(stub: Stubber, status: int, code: str) -> None:
 
 
 def sagemaker(
-    client: Any, *, retries: int = 2, breaker: CircuitBreaker | None = None
+    client: Any,
+    *,
+    retries: int = 2,
+    breaker: CircuitBreaker | None = None,
+    inference_component: str | None = None,
 ) -> GpuEndpointSageMaker:
     return GpuEndpointSageMaker(
         ENDPOINT,
+        inference_component=inference_component,
         client=client,
         retries=retries,
         breaker=breaker or CircuitBreaker("gpu", failure_threshold=100),
@@ -106,6 +118,42 @@ def test_reranking_is_a_rerank_task(client: Any, stub: Stubber) -> None:
         invocation({"task": "rerank", "query": "q", "passages": ["x", "y"]}),
     )
     assert GpuEndpointReranker(sagemaker(client)).rerank("q", ["x", "y"]) == [0.2, 0.9]
+
+
+def test_an_endpoint_that_scales_to_zero_is_called_with_its_inference_component(
+    client: Any, stub: Stubber
+) -> None:
+    stub.add_response(
+        "invoke_endpoint",
+        answer({"model": "ce", "scores": [0.5]}),
+        {
+            **invocation({"task": "rerank", "query": "q", "passages": ["x"]}),
+            "InferenceComponentName": COMPONENT,
+        },
+    )
+    reranker = GpuEndpointReranker(sagemaker(client, inference_component=COMPONENT))
+    assert reranker.rerank("q", ["x"]) == [0.5]
+
+
+def test_no_capacity_is_an_unavailable_endpoint_not_a_bad_request(
+    client: Any, stub: Stubber
+) -> None:
+    """Scaled to zero, SageMaker refuses the call as a ValidationError: retried, held against
+    the breaker, then ``DependencyUnavailable`` (queries degrade on it), never InvalidInput."""
+    breaker = CircuitBreaker("gpu", failure_threshold=3)
+    for _ in range(3):
+        stub.add_client_error(
+            "invoke_endpoint",
+            service_error_code="ValidationError",
+            service_message=NO_CAPACITY,
+            http_status_code=400,
+        )
+    endpoint = sagemaker(client, breaker=breaker, inference_component=COMPONENT)
+    with pytest.raises(DependencyUnavailable) as caught:
+        endpoint.post("/embed", {"texts": ["a"]})
+    assert caught.value.code == "model_no_capacity"
+    assert caught.value.details == {"attempts": 3}
+    assert breaker.state is BreakerState.OPEN
 
 
 def test_a_4xx_from_the_model_service_is_invalid_input_and_not_a_failure(
@@ -205,3 +253,20 @@ def test_the_container_calls_sagemaker_when_the_endpoint_has_a_name(
     models = next(c for c in container.health_checks() if c.name == "models")
     assert models.probe == container.gpu_sagemaker.health
     assert "gpu_endpoint" not in container.__dict__  # no HTTP health client
+    assert container.gpu_sagemaker.inference_component is None
+
+
+def test_the_container_names_the_inference_component_when_set(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(
+        models={"provider": "gpu_endpoint"},
+        aws={
+            "gpu_endpoint_name": ENDPOINT,
+            "gpu_inference_component": COMPONENT,
+            "region": "eu-west-1",
+        },
+    )
+    endpoint = Container(settings).gpu_sagemaker
+    assert endpoint is not None
+    assert (endpoint.endpoint_name, endpoint.inference_component) == (ENDPOINT, COMPONENT)
