@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from shared.settings import Settings, get_settings
+from tests.fixtures.aws import use_fake_credentials
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "QUARRY_TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -54,6 +55,12 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
     return build
+
+
+@pytest.fixture
+def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake AWS credentials and ``tests.fixtures.aws.REGION`` as the default region."""
+    use_fake_credentials(monkeypatch)
 
 
 @pytest.fixture(autouse=True)

@@ -20,10 +20,10 @@ from shared.adapters.aws_secrets_source import SecretsManagerReader
 from shared.domains import DOMAIN_CAPABILITIES
 from shared.errors import ConfigurationError
 from shared.settings import Settings
+from tests.fixtures.aws import REGION
 
 pytestmark = pytest.mark.integration
 
-REGION = "eu-west-1"
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 PROXY_HOST = "quarry-dev-db-proxy.proxy-abc.eu-west-1.rds.amazonaws.com"
 DB_PASSWORD = "db-pass/with:odd@chars"
@@ -54,14 +54,7 @@ SECRET_VALUES: dict[str, str] = {
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
+def aws(monkeypatch: pytest.MonkeyPatch, aws_credentials: None) -> Iterator[Any]:
     for name in [n for n in os.environ if n.startswith("QUARRY_")]:
         monkeypatch.delenv(name)
     with mock_aws():

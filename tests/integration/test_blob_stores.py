@@ -13,34 +13,23 @@ import boto3
 import pytest
 import requests
 from botocore.exceptions import EndpointConnectionError
-from moto import mock_aws
 
 from shared.adapters.local_blob_store import LocalBlobStore
 from shared.adapters.s3_blob_store import S3BlobStore
 from shared.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
 from shared.ports.blob_store import RESERVED_SEGMENT_PREFIX, BlobStore
+from tests.fixtures.aws import REGION, mocked_aws
 
 pytestmark = pytest.mark.integration
 
-REGION = "eu-west-1"
 KB = "tenants/t1/kbs/kb1/"
 
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[Any]:
     """One moto S3 (and one client: building one takes a while) per module, fake credentials."""
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        for name, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SECURITY_TOKEN": "testing",
-            "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": REGION,
-        }.items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.delenv("AWS_PROFILE", raising=False)
-        with mock_aws():
-            yield boto3.client("s3", region_name=REGION)
+    with mocked_aws():
+        yield boto3.client("s3", region_name=REGION)
 
 
 @pytest.fixture

@@ -12,16 +12,14 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
-from moto import mock_aws
 
 from shared.adapters.eventbridge_event_bus import EventBridgeEventBus
 from shared.adapters.in_process_event_bus import InProcessEventBus
 from shared.errors import DependencyUnavailable, InvalidInput
 from shared.ports.event_bus import DomainEvent, EventBus
+from tests.fixtures.aws import REGION, mocked_aws
 
 pytestmark = pytest.mark.integration
-
-REGION = "eu-west-1"
 
 
 def _event(event_type: str = "document.ready", **overrides: Any) -> DomainEvent:
@@ -143,21 +141,11 @@ def test_subscribing_to_an_unknown_type_is_rejected() -> None:
 @pytest.fixture(scope="module")
 def aws() -> Iterator[dict[str, Any]]:
     """moto EventBridge and SQS with fake credentials; clients built once (that is slow)."""
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        for name, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SECURITY_TOKEN": "testing",
-            "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": REGION,
-        }.items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.delenv("AWS_PROFILE", raising=False)
-        with mock_aws():
-            yield {
-                "events": boto3.client("events", region_name=REGION),
-                "sqs": boto3.client("sqs", region_name=REGION),
-            }
+    with mocked_aws():
+        yield {
+            "events": boto3.client("events", region_name=REGION),
+            "sqs": boto3.client("sqs", region_name=REGION),
+        }
 
 
 @pytest.fixture

@@ -32,14 +32,7 @@ class CountingPassword:
         return f"token-{self.calls}"
 
 
-@pytest.fixture
-def fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-
-
-@pytest.mark.usefixtures("fake_credentials")
+@pytest.mark.usefixtures("aws_credentials")
 def test_the_token_is_signed_for_the_urls_host_port_and_user() -> None:
     token = RdsIamAuthToken(PROXY_URL, region="eu-west-1")()
     parts = urlsplit(f"https://{token}")
@@ -55,7 +48,7 @@ def test_a_url_without_a_user_cannot_use_iam_auth() -> None:
         RdsIamAuthToken("postgresql+psycopg://proxy.example.com/quarry", region="eu-west-1")
 
 
-@pytest.mark.usefixtures("fake_credentials")
+@pytest.mark.usefixtures("aws_credentials")
 def test_the_settings_choose_the_token(make_settings: Callable[..., Settings]) -> None:
     assert database_password(make_settings(db={"url": PROXY_URL})) is None
     iam = make_settings(db={"url": PROXY_URL}, aws={"db_iam_auth": True, "region": "eu-west-1"})

@@ -127,14 +127,10 @@ async def test_only_admins_manage_secrets_and_names_are_checked(
 
 
 @pytest.fixture
-def kms_key() -> Iterator[tuple[Any, str]]:
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-            monkeypatch.setenv(name, "testing")
-        monkeypatch.delenv("AWS_PROFILE", raising=False)
-        with mock_aws():
-            client = boto3.client("kms", region_name="eu-west-1")
-            yield client, client.create_key()["KeyMetadata"]["KeyId"]
+def kms_key(aws_credentials: None) -> Iterator[tuple[Any, str]]:
+    with mock_aws():
+        client = boto3.client("kms", region_name="eu-west-1")
+        yield client, client.create_key()["KeyMetadata"]["KeyId"]
 
 
 async def test_secrets_on_kms(

@@ -9,29 +9,23 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from shared.adapters.kms_envelope_cipher import KmsEnvelopeCipher
 from shared.adapters.local_key_file_cipher import LocalKeyFileCipher
 from shared.errors import ConfigurationError, DependencyUnavailable
 from shared.ports.secret_cipher import SecretCipher, UndecryptableSecret
+from tests.fixtures.aws import REGION, mocked_aws
 
 pytestmark = pytest.mark.integration
 
-REGION = "eu-west-1"
 PLAINTEXT = b"sk-provider-0123456789abcdef"
 CONTEXT = {"tenant": "t-1", "name": "openai"}
 
 
 @pytest.fixture(scope="module")
 def kms() -> Iterator[Any]:
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-            monkeypatch.setenv(name, "testing")
-        monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-        monkeypatch.delenv("AWS_PROFILE", raising=False)
-        with mock_aws():
-            yield boto3.client("kms", region_name=REGION)
+    with mocked_aws():
+        yield boto3.client("kms", region_name=REGION)
 
 
 @pytest.fixture(params=["local", "kms"])

@@ -2,30 +2,25 @@
 (``execute_state_machine``), every task run by the real task runner, compared with the in-process
 runner: a run on Step Functions records its steps and ends as a local run does.
 
-How the tasks reach the runner: moto invokes each Lambda task through its mocked Lambda API; with
-Docker off its simple Lambda backend never runs function code, so ``invoke`` is replaced by what
-the ingestion function does with a saga task (``run_task`` over the container's saga definition
-and run store); an exception comes back as a function error named by its class, as Lambda
-reports it. moto runs the machine in threads of its own; all async work (database, blobs,
-vectors) runs on one event loop in a thread of its own (``LoopThread``) that the tasks and the
-test share.
+How the tasks reach the runner: moto invokes each Lambda task through its mocked Lambda API, and
+``tests.fixtures.moto_lambda`` routes those invocations to what the ingestion function does with a
+saga task (``run_task`` over the container's saga definition and run store); an exception comes
+back as a function error named by its class, as Lambda reports it. moto runs the machine in
+threads of its own; all async work (database, blobs, vectors) runs on one event loop in a thread
+of its own (``LoopThread``) that the tasks and the test share.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import time
 import uuid
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
 import boto3
 import pytest
-from moto import mock_aws
-from moto.awslambda_simple.models import LambdaSimpleBackend
 
 from shared.container import Container
 from shared.db.migrate import upgrade
@@ -38,13 +33,19 @@ from shared.sagas.definition import SagaDefinition
 from shared.sagas.runner import SagaRunner, SagaRunRecord
 from shared.sagas.task import run_task
 from shared.settings import Settings
+from tests.fixtures.aws import REGION
 from tests.fixtures.event_loop_thread import LoopThread
+from tests.fixtures.moto_lambda import (
+    create_placeholder_function,
+    create_role,
+    executing_mock_aws,
+    route_invokes,
+)
 from tests.fixtures.search import search
 from tests.integration.ingestion.conftest import failing_at, snapshot
 
 pytestmark = pytest.mark.integration
 
-REGION = "eu-west-1"
 FUNCTION = "quarry-test-ingestion"
 FUNCTION_ARN = f"arn:aws:lambda:{REGION}:123456789012:function:{FUNCTION}"
 STEPS = ["extract", "register", "chunk", "embed", "index", "publish"]
@@ -139,41 +140,23 @@ class World:
 
 @pytest.fixture
 def world(
-    make_settings: Callable[..., Settings], database_url: str, monkeypatch: pytest.MonkeyPatch
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    aws_credentials: None,
 ) -> Iterator[World]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    config: Any = {
-        "stepfunctions": {"execute_state_machine": True},
-        "lambda": {"use_docker": False},
-    }
     loop = LoopThread()
     try:
-        with mock_aws(config=config):
-            role = boto3.client("iam").create_role(RoleName="saga", AssumeRolePolicyDocument="{}")
-            archive = io.BytesIO()
-            with zipfile.ZipFile(archive, "w") as zf:
-                zf.writestr("handler.py", "def handler(event, context):\n    return event\n")
-            boto3.client("lambda").create_function(
-                FunctionName=FUNCTION,
-                Runtime="python3.12",
-                Role=role["Role"]["Arn"],
-                Handler="handler.handler",
-                Code={"ZipFile": archive.getvalue()},
-            )
+        with executing_mock_aws():
+            role = create_role("saga")
+            create_placeholder_function(FUNCTION, role)
             asl = compile_saga(
                 IngestionSteps(cast(IngestionDeps, None)).definition(),
                 FUNCTION_ARN,
                 non_retryable_errors=client_error_names(),
             )
             machine = boto3.client("stepfunctions").create_state_machine(
-                name="quarry-test-ingestion",
-                definition=json.dumps(asl),
-                roleArn=role["Role"]["Arn"],
+                name="quarry-test-ingestion", definition=json.dumps(asl), roleArn=role
             )["stateMachineArn"]
             settings = make_settings(
                 db={"url": database_url},
@@ -186,26 +169,12 @@ def world(
             tenant = loop.run(container.kb_repository.ensure_tenant(tenant_name))
             built = World(loop, container, tenant, machine)
 
-            def invoke(
-                _backend: LambdaSimpleBackend,
-                _function_name: str,
-                _qualifier: str | None,
-                body: Any,
-                _headers: Any,
-                response_headers: dict[str, str],
-            ) -> bytes:
+            def ingestion_function(task: Any) -> Any:
                 """The ingestion function on a saga task (``functions.ingestion.handler``)."""
                 definition = container.ingestion_service.definition
-                task = run_task(definition, json.loads(body), container.saga_run_store)
-                try:
-                    result = loop.run(task)
-                except Exception as exc:
-                    response_headers["x-amz-function-error"] = "Unhandled"
-                    error = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
-                    return json.dumps(error).encode()
-                return json.dumps(result).encode()
+                return loop.run(run_task(definition, task, container.saga_run_store))
 
-            monkeypatch.setattr(LambdaSimpleBackend, "invoke", invoke)
+            route_invokes(monkeypatch, ingestion_function, function_errors=(Exception,))
             try:
                 yield built
             finally:

@@ -28,10 +28,11 @@ from shared.sagas.asl import client_error_names, compile_saga
 from shared.sagas.definition import SagaDefinition
 from shared.settings import Settings
 from tests.events import load_event
+from tests.fixtures.aws import REGION
+from tests.fixtures.moto_lambda import create_role
 
 pytestmark = pytest.mark.integration
 
-REGION = "eu-west-1"
 FUNCTION_ARN = f"arn:aws:lambda:{REGION}:123456789012:function:quarry-dev-ingestion"
 TEXT = b"Quarry keeps the invoices of the Basel office for ten years."
 
@@ -41,21 +42,14 @@ def ingestion_definition() -> SagaDefinition:
 
 
 @pytest.fixture
-def state_machine(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def state_machine(aws_credentials: None) -> Iterator[str]:
     """The ingestion state machine, compiled as the CDK app compiles it."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
     with mock_aws():
         asl = compile_saga(
             ingestion_definition(), FUNCTION_ARN, non_retryable_errors=client_error_names()
         )
-        role = boto3.client("iam").create_role(RoleName="saga", AssumeRolePolicyDocument="{}")
         machine = boto3.client("stepfunctions").create_state_machine(
-            name="quarry-dev-ingestion", definition=json.dumps(asl), roleArn=role["Role"]["Arn"]
+            name="quarry-dev-ingestion", definition=json.dumps(asl), roleArn=create_role("saga")
         )
         yield machine["stateMachineArn"]
 

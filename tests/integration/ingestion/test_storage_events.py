@@ -17,20 +17,20 @@ from moto import mock_aws
 
 from shared.db.migrate import upgrade
 from tests.events import FakeLambdaContext, load_event
+from tests.fixtures.aws import REGION
 
 pytestmark = pytest.mark.integration
 
-BUCKET = "quarry-documents-123456789012-eu-west-1"
+BUCKET = f"quarry-documents-123456789012-{REGION}"
 TEXT = b"Quarry stores the invoices of the Basel office for ten years."
 NAME = "finance/retention policy ü.txt"
 
 
 @pytest.fixture
-def handler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def handler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws_credentials: None
+) -> Iterator[Any]:
     for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "eu-west-1",
         "QUARRY_DATA_DIR": str(tmp_path),
         "QUARRY_BLOB_STORE": "s3",
         "QUARRY_AWS__DOCUMENTS_BUCKET": BUCKET,
@@ -38,7 +38,7 @@ def handler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         monkeypatch.setenv(name, value)
     with mock_aws():
         boto3.client("s3").create_bucket(
-            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
         )
         import functions.ingestion.app
         import functions.ingestion.handler

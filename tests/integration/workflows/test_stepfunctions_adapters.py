@@ -13,7 +13,6 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-from moto.awslambda_simple.models import LambdaSimpleBackend
 
 from shared.adapters.stepfunctions_task_tokens import StepFunctionsTaskTokens
 from shared.adapters.stepfunctions_workflow_state_machines import (
@@ -24,10 +23,16 @@ from shared.errors import ConfigurationError, Conflict
 from shared.sagas.asl import LAMBDA_INVOKE_CALLBACK
 from shared.settings import Settings
 from shared.workflows.definition import ValidationRules, WorkflowDefinition, parse_definition
+from tests.fixtures.aws import REGION
+from tests.fixtures.moto_lambda import (
+    create_placeholder_function,
+    create_role,
+    executing_mock_aws,
+    route_invokes,
+)
 
 pytestmark = pytest.mark.integration
 
-REGION = "eu-west-1"
 ACCOUNT = "123456789012"
 PREFIX = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:quarry-test-workflow"
 TENANT = uuid.UUID("00000000-0000-4000-8000-000000000001")
@@ -43,20 +48,9 @@ def definition(version: int = 1) -> WorkflowDefinition:
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
+def aws(aws_credentials: None) -> Iterator[dict[str, str]]:
     with mock_aws():
-        iam = boto3.client("iam")
-        roles = {
-            name: iam.create_role(RoleName=name, AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-            for name in ("workflows", "other")
-        }
-        yield roles
+        yield {name: create_role(name) for name in ("workflows", "other")}
 
 
 def machines(role_arn: str) -> StepFunctionsWorkflowStateMachines:
@@ -196,39 +190,23 @@ WAITING = {
 
 
 @pytest.fixture
-def waiting(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], tuple[str, str]]]:
+def waiting(
+    monkeypatch: pytest.MonkeyPatch, aws_credentials: None
+) -> Iterator[Callable[[], tuple[str, str]]]:
     """Starts executions that wait for their token; each answers (execution ARN, token)."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
     tokens: list[str] = []
 
-    def invoke(
-        _backend: Any, _name: str, _qualifier: Any, body: Any, _headers: Any, _response: Any
-    ) -> bytes:
-        tokens.append(json.loads(body)["token"])
-        return b"{}"
+    def waiter(task: Any) -> dict[str, Any]:
+        tokens.append(task["token"])
+        return {}
 
-    monkeypatch.setattr(LambdaSimpleBackend, "invoke", invoke)
-    config: Any = {
-        "stepfunctions": {"execute_state_machine": True},
-        "lambda": {"use_docker": False},
-    }
-    with mock_aws(config=config):
-        role = boto3.client("iam").create_role(RoleName="r", AssumeRolePolicyDocument="{}")
-        boto3.client("lambda").create_function(
-            FunctionName="waiter",
-            Runtime="python3.12",
-            Role=role["Role"]["Arn"],
-            Handler="h.h",
-            Code={"ZipFile": b"PK"},
-        )
+    route_invokes(monkeypatch, waiter)
+    with executing_mock_aws():
+        role = create_role("r")
+        create_placeholder_function("waiter", role)
         sfn = boto3.client("stepfunctions")
         machine = sfn.create_state_machine(
-            name="waits", definition=json.dumps(WAITING), roleArn=role["Role"]["Arn"]
+            name="waits", definition=json.dumps(WAITING), roleArn=role
         )["stateMachineArn"]
 
         def start() -> tuple[str, str]:

@@ -3,10 +3,10 @@
 SQLite), compared with the local engine running the same definition.
 
 How the tasks reach the runner: moto runs Pass, Choice, Parallel, Map, Retry, Catch, Fail and
-task tokens for real, and invokes the Lambda task through its mocked Lambda API; without Docker
-its simple Lambda backend never runs function code, so these tests replace that backend's
-``invoke`` with the workflows step function itself: the event goes to ``WorkflowTasks.run`` and a
-``WorkflowTaskError`` comes back as a function error named by its class, as Lambda reports it.
+task tokens for real, and invokes the Lambda task through its mocked Lambda API; these tests route
+those invocations to the workflows step function itself (``tests.fixtures.moto_lambda``): the
+event goes to ``WorkflowTasks.run`` and a ``WorkflowTaskError`` comes back as a function error
+named by its class, as Lambda reports it.
 
 What the nodes do is under the tests' control and the same for both runs: tool nodes call the
 recording test tools of ``ToolBox`` (failures, flaky errors, refusals on demand) through the real
@@ -20,12 +20,10 @@ thread of its own (``LoopThread``), which the function's tasks and the test shar
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 import time
 import uuid
-import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +31,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
-from moto.awslambda_simple.models import LambdaSimpleBackend
 
 from shared.db.engine import Database
 from shared.db.migrate import upgrade
@@ -62,12 +58,18 @@ from shared.workflows.engine import (
 from shared.workflows.nodes import AgentBudget, NodeCall, NodeExecutors, NodeResult, Step
 from shared.workflows.task import WorkflowTaskError, WorkflowTasks
 from shared.workflows.tools import default_tool_registry
+from tests.fixtures.aws import REGION
 from tests.fixtures.event_loop_thread import LoopThread
+from tests.fixtures.moto_lambda import (
+    create_placeholder_function,
+    create_role,
+    executing_mock_aws,
+    route_invokes,
+)
 from tests.integration.workflows.conftest import POOL, ToolBox, record, workflow
 
 pytestmark = pytest.mark.integration
 
-REGION = "eu-west-1"
 FUNCTION = "quarry-workflows"
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "workflows"
 RULES = ValidationRules()
@@ -359,13 +361,9 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
+def world(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws_credentials: None
+) -> Iterator[World]:
     url = f"sqlite+aiosqlite:///{(tmp_path / 'workflows.db').as_posix()}"
     upgrade(url)
     loop = LoopThread()
@@ -377,49 +375,16 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
             session.add(row)
         return row.id
 
-    config: Any = {
-        "stepfunctions": {"execute_state_machine": True},
-        "lambda": {"use_docker": False},
-    }
     try:
-        with mock_aws(config=config):
-            iam = boto3.client("iam", region_name=REGION)
-            role = iam.create_role(RoleName="workflows", AssumeRolePolicyDocument="{}")
-            archive = io.BytesIO()
-            with zipfile.ZipFile(archive, "w") as zf:
-                zf.writestr("handler.py", "def handler(event, context):\n    return event\n")
-            boto3.client("lambda", region_name=REGION).create_function(
-                FunctionName=FUNCTION,
-                Runtime="python3.12",
-                Role=role["Role"]["Arn"],
-                Handler="handler.handler",
-                Code={"ZipFile": archive.getvalue()},
-            )
-            built = World(
-                loop,
-                database,
-                WorkflowRepository(database),
-                loop.run(tenant()),
-                role["Role"]["Arn"],
-            )
+        with executing_mock_aws():
+            role = create_role("workflows")
+            create_placeholder_function(FUNCTION, role)
+            built = World(loop, database, WorkflowRepository(database), loop.run(tenant()), role)
 
-            def invoke(
-                _backend: LambdaSimpleBackend,
-                _function_name: str,
-                _qualifier: str | None,
-                body: Any,
-                _headers: Any,
-                response_headers: dict[str, str],
-            ) -> bytes:
-                try:
-                    result = loop.run(built.current[0].run(json.loads(body)))
-                except WorkflowTaskError as exc:
-                    response_headers["x-amz-function-error"] = "Unhandled"
-                    error = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
-                    return json.dumps(error).encode()
-                return json.dumps(result).encode()
+            def step_function(task: Any) -> Any:
+                return loop.run(built.current[0].run(task))
 
-            monkeypatch.setattr(LambdaSimpleBackend, "invoke", invoke)
+            route_invokes(monkeypatch, step_function, function_errors=(WorkflowTaskError,))
             yield built
     finally:
         loop.run(database.aclose())

@@ -3,26 +3,21 @@
 What moto does with the compiled machine (moto 5, ``stepfunctions.execute_state_machine``): it
 runs the ASL in its own interpreter (ported from LocalStack) and really invokes the Lambda task
 through its mocked Lambda API. Without a function it fails with
-``Lambda.ResourceNotFoundException``, which the step's Catch routes into compensation. With
-``lambda.use_docker`` off it never runs function code: its simple Lambda backend answers every
-invocation with the request body. These tests replace that backend's ``invoke`` with a fake saga
-function (no Docker, no network) to drive the success path, retries and the compensation chain.
+``Lambda.ResourceNotFoundException``, which the step's Catch routes into compensation. These tests
+route the invocations to a fake saga function (``tests.fixtures.moto_lambda``: no Docker, no
+network) to drive the success path, retries and the compensation chain.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import time
-import zipfile
 from collections.abc import Iterator
 from typing import Any, cast
 
 import boto3
 import pytest
-from moto import mock_aws
-from moto.awslambda_simple.models import LambdaSimpleBackend
 
 from shared.errors import DependencyUnavailable
 from shared.ingestion.saga import IngestionDeps, IngestionSteps
@@ -41,10 +36,17 @@ from shared.sagas.asl import (
     retriers,
 )
 from shared.sagas.definition import RetryPolicy, SagaDefinition, SagaState, SagaStep
+from tests.fixtures.aws import REGION
+from tests.fixtures.moto_lambda import (
+    FunctionError,
+    create_placeholder_function,
+    create_role,
+    executing_mock_aws,
+    route_invokes,
+)
 
 pytestmark = pytest.mark.unit
 
-REGION = "eu-west-1"
 FUNCTION = "quarry-saga-test"
 FUNCTION_ARN = f"arn:aws:lambda:{REGION}:123456789012:function:{FUNCTION}"
 
@@ -293,74 +295,42 @@ class FakeSagaFunction:
         self.failing_compensations: set[str] = set()
         self.finish_errors: list[dict[str, Any]] = []  # the "error" each failure's record got
 
-    def invoke(self, body: str, response_headers: dict[str, str]) -> bytes:
-        task = json.loads(body)
+    def run(self, task: dict[str, Any]) -> SagaState | FunctionError:
         state = dict(task["state"])
         if "finish" in task:
             self.calls.append(f"finish {task['finish']}")
             if "error" in task:
                 self.finish_errors.append(task["error"])
-            return json.dumps(state).encode()
+            return state
         step, compensate = task["step"], bool(task.get("compensate"))
         self.calls.append(f"undo {step}" if compensate else step)
         failing = step in self.failing_compensations if compensate else step in self.failures
         if failing:
-            response_headers["x-amz-function-error"] = "Unhandled"
             error_type = "RuntimeError" if compensate else self.failures[step]
-            error = {"errorType": error_type, "errorMessage": f"{step} failed"}
-            return json.dumps(error).encode()
+            return FunctionError(error_type, f"{step} failed")
         if not compensate:
             state[f"{step}_done"] = True
-        return json.dumps(state).encode()
+        return state
 
 
 @pytest.fixture
 def fake_function(monkeypatch: pytest.MonkeyPatch) -> FakeSagaFunction:
     fake = FakeSagaFunction()
-
-    def invoke(
-        _backend: LambdaSimpleBackend,
-        _function_name: str,
-        _qualifier: str | None,
-        body: Any,
-        _headers: Any,
-        response_headers: dict[str, str],
-    ) -> bytes:
-        return fake.invoke(body, response_headers)
-
-    monkeypatch.setattr(LambdaSimpleBackend, "invoke", invoke)
+    route_invokes(monkeypatch, fake.run)
     return fake
-
-
-def _mock_aws(*, docker_lambda: bool) -> Any:
-    config: Any = {
-        "stepfunctions": {"execute_state_machine": True},
-        "lambda": {"use_docker": docker_lambda},
-    }
-    return mock_aws(config=config)
 
 
 @pytest.fixture
 def aws() -> Iterator[None]:
     """Step Functions executes; Lambda is moto's simple backend (no Docker)."""
-    with _mock_aws(docker_lambda=False):
+    with executing_mock_aws():
         yield
 
 
 def _run(asl: dict[str, Any], state: SagaState, *, with_function: bool = True) -> dict[str, Any]:
-    iam = boto3.client("iam", region_name=REGION)
-    role = iam.create_role(RoleName="saga", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    role = create_role("saga")
     if with_function:
-        archive = io.BytesIO()
-        with zipfile.ZipFile(archive, "w") as zf:
-            zf.writestr("handler.py", "def handler(event, context):\n    return event\n")
-        boto3.client("lambda", region_name=REGION).create_function(
-            FunctionName=FUNCTION,
-            Runtime="python3.12",
-            Role=role,
-            Handler="handler.handler",
-            Code={"ZipFile": archive.getvalue()},
-        )
+        create_placeholder_function(FUNCTION, role)
     sfn = boto3.client("stepfunctions", region_name=REGION)
     machine = sfn.create_state_machine(name="saga", definition=json.dumps(asl), roleArn=role)
     execution = sfn.start_execution(
@@ -381,7 +351,7 @@ def _run(asl: dict[str, Any], state: SagaState, *, with_function: bool = True) -
 
 def test_moto_without_the_function_fails_into_the_fail_state() -> None:
     asl = compile_saga(four_step_saga(), FUNCTION_ARN)
-    with _mock_aws(docker_lambda=True):  # never reached: there is no function to start
+    with executing_mock_aws(use_docker=True):  # never reached: there is no function to start
         result = _run(asl, {"run_id": "r1"}, with_function=False)
     assert result["status"] == "FAILED"
     assert result["error"] == "SagaFailed"

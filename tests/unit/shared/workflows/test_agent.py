@@ -60,10 +60,7 @@ def registry(clock: FakeClock) -> ToolRegistry:
 
 
 @pytest.fixture
-def bedrock(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Stubber]]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+def bedrock(aws_credentials: None) -> Iterator[tuple[Any, Stubber]]:
     client = boto3.client("bedrock-runtime", region_name="us-east-1")
     with Stubber(client) as stubber:
         yield client, stubber
