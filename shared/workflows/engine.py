@@ -56,6 +56,7 @@ from shared.db.models import WorkflowNodeRun, WorkflowRun, as_utc
 from shared.db.workflow_repository import WorkflowRepository
 from shared.errors import QuarryError
 from shared.observability.metrics import MetricsSink
+from shared.workflows.asl import NODE_TIMEOUT
 from shared.workflows.definition import (
     LEAF_TYPES,
     ApprovalNode,
@@ -168,9 +169,10 @@ class WorkflowEngine:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._repository = repository
-        self._executor = executor
         self._metrics = metrics
-        self._default_timeout_s = default_timeout_s
+        self._recorder = RunRecorder(
+            repository, executor, metrics, default_timeout_s=default_timeout_s, clock=clock
+        )
         self._approval_timeout_s = default_approval_timeout_s
         self._max_map_items = max_map_items
         self._clock = clock
@@ -315,26 +317,16 @@ class WorkflowEngine:
         error_message: str | None = None,
         failed_node: str | None = None,
     ) -> None:
-        finished = self._clock()
-        duration_ms = max((finished - as_utc(run.created_at)).total_seconds() * 1000, 0.0)
-        changed = await self._repository.transition_run(
-            run.tenant_id,
-            run.id,
+        await self._recorder.finish(
+            run,
+            status,
             from_statuses=[RunStatus.RUNNING],
-            to_status=status,
-            output=output,
             context=context,
+            output=output,
             error_code=error_code,
             error_message=error_message,
             failed_node=failed_node,
-            finished_at=finished,
-            duration_ms=duration_ms,
         )
-        if changed:
-            self._metrics.increment("workflow_runs", workflow=run.workflow_name, status=status)
-            self._metrics.observe_ms(
-                "workflow_run_duration", duration_ms, workflow=run.workflow_name
-            )
 
     # --- node lists ----------------------------------------------------------------------
     async def _run_list(
@@ -399,7 +391,7 @@ class WorkflowEngine:
 
     async def _leaf(self, execution: _Execution, node: LeafNode, scope: _Scope, key: str) -> Any:
         run = execution.run
-        save = self._saver(run, key, node.id, node.type)
+        save = self._recorder.saver(run, key, node.id, node.type)
         try:
             config = resolve(node.templated(), scope.context, keep_secret_templates=True)
         except QuarryError as exc:
@@ -422,15 +414,12 @@ class WorkflowEngine:
         config: dict[str, Any],
         call: NodeCall,
         *,
-        save: _Saver | None = None,
+        save: Saver | None = None,
     ) -> NodeResult:
         """Runs a step under its timeout and retry policy; raises ``StepFailed`` (``NodeFailed``
         for a node) once no attempt is left."""
-        timeout_s = step.timeout_s or self._default_timeout_s
         attempts = step.retry.attempts
         for attempt in range(1, attempts + 1):
-            started_at = self._clock()
-            started = time.perf_counter()
             if save is not None:
                 await save(
                     status=NodeStatus.RUNNING,
@@ -439,68 +428,29 @@ class WorkflowEngine:
                     output=None,
                     error_code=None,
                     error_message=None,
-                    started_at=started_at,
+                    started_at=self._clock(),
                     finished_at=None,
                     duration_ms=None,
                 )
-            try:
-                async with asyncio.timeout(timeout_s):
-                    result = await self._executor.run(step, config, call)
-            except TimeoutError:
-                code, message, callers_fault = (
-                    "node_timeout",
-                    f"no result within {timeout_s:g}s",
-                    False,
-                )
-            except QuarryError as exc:
-                code, message, callers_fault = exc.code, exc.message, exc.status_code < 500
-            except Exception as exc:  # a bug or an unexpected library error: worth a retry
-                log.exception("workflow step %s raised", call.node_key)
-                code, message, callers_fault = "node_error", f"{type(exc).__name__}: {exc}", False
-            else:
-                duration_ms = (time.perf_counter() - started) * 1000
-                if save is not None:
-                    await save(
-                        status=NodeStatus.SUCCEEDED,
-                        output=result.output,
-                        tools=list(result.tools),
-                        finished_at=self._clock(),
-                        duration_ms=duration_ms,
-                    )
-                self._count_node(step.type, NodeStatus.SUCCEEDED, duration_ms, result.tools)
-                return result
-            duration_ms = (time.perf_counter() - started) * 1000
-            if save is not None:
-                await save(
-                    status=NodeStatus.FAILED,
-                    error_code=code,
-                    error_message=message[:4000],
-                    finished_at=self._clock(),
-                    duration_ms=duration_ms,
-                )
-            self._count_node(step.type, NodeStatus.FAILED, duration_ms, ())
-            if attempt < attempts and step.retry.retries(code, callers_fault=callers_fault):
+            outcome = await self._recorder.attempt(step, config, call, save=save)
+            if isinstance(outcome, NodeResult):
+                return outcome
+            if attempt < attempts and step.retry.retries(
+                outcome.code, callers_fault=outcome.callers_fault
+            ):
                 log.warning(
                     "workflow step %s failed (%s, attempt %d of %d); retrying",
                     call.node_key,
-                    code,
+                    outcome.code,
                     attempt,
                     attempts,
                 )
                 await self._sleep(step.retry.delay_s(attempt))
                 continue
             if save is not None:
-                raise NodeFailed(call.node_key, code, message)
-            raise StepFailed(code, message)
+                raise NodeFailed(call.node_key, outcome.code, outcome.message)
+            raise StepFailed(outcome.code, outcome.message)
         raise AssertionError("unreachable: a policy has at least one attempt")
-
-    def _count_node(
-        self, node_type: str, status: str, duration_ms: float, tools: Sequence[str]
-    ) -> None:
-        self._metrics.increment("workflow_node_runs", type=node_type, status=status)
-        self._metrics.observe_ms("workflow_node_duration", duration_ms, type=node_type)
-        for tool in tools:
-            self._metrics.increment("workflow_tool_calls", tool=tool)
 
     # --- approvals and containers --------------------------------------------------------
     async def _approval(
@@ -515,7 +465,7 @@ class WorkflowEngine:
             raise NodeFailed(key, exc.code, exc.message) from exc
         now = self._clock()
         timeout_s = node.timeout_s or self._approval_timeout_s
-        await self._saver(execution.run, key, node.id, node.type)(
+        await self._recorder.saver(execution.run, key, node.id, node.type)(
             status=NodeStatus.WAITING_APPROVAL,
             attempt=1,
             input={"message": message},
@@ -534,7 +484,7 @@ class WorkflowEngine:
     async def _branch(
         self, execution: _Execution, node: BranchNode, scope: _Scope, key: str
     ) -> Any:
-        save = self._saver(execution.run, key, node.id, node.type)
+        save = self._recorder.saver(execution.run, key, node.id, node.type)
         started_at = self._clock()
         try:
             taken = condition(node.condition, scope.context)
@@ -567,7 +517,7 @@ class WorkflowEngine:
     async def _parallel(
         self, execution: _Execution, node: ParallelNode, scope: _Scope, key: str
     ) -> Any:
-        save = self._saver(execution.run, key, node.id, node.type)
+        save = self._recorder.saver(execution.run, key, node.id, node.type)
         started_at = self._clock()
         await save(status=NodeStatus.RUNNING, attempt=1, input=None, started_at=started_at)
 
@@ -581,7 +531,7 @@ class WorkflowEngine:
         return await self._container(save, started_at, outputs, branches())
 
     async def _map(self, execution: _Execution, node: MapNode, scope: _Scope, key: str) -> Any:
-        save = self._saver(execution.run, key, node.id, node.type)
+        save = self._recorder.saver(execution.run, key, node.id, node.type)
         started_at = self._clock()
         try:
             items = resolve(node.items, scope.context, keep_secret_templates=False)
@@ -637,7 +587,7 @@ class WorkflowEngine:
 
     async def _container(
         self,
-        save: _Saver,
+        save: Saver,
         started_at: datetime,
         output: Callable[[], Any],
         body: Awaitable[_Paused | None],
@@ -670,7 +620,7 @@ class WorkflowEngine:
         too, except map bodies (their nodes exist per item only)."""
         for node in nodes:
             now = self._clock()
-            await self._saver(execution.run, scope.prefix + node.id, node.id, node.type)(
+            await self._recorder.saver(execution.run, scope.prefix + node.id, node.id, node.type)(
                 status=NodeStatus.SKIPPED, attempt=0, output=None, started_at=now, finished_at=now
             )
             scope.record(node.id, NodeStatus.SKIPPED, None)
@@ -678,7 +628,40 @@ class WorkflowEngine:
                 for _, children in node.scopes():
                     await self._skip(execution, children, scope)
 
-    def _saver(self, run: WorkflowRun, key: str, node_id: str, node_type: str) -> _Saver:
+
+Saver = Callable[..., Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class AttemptFailed:
+    code: str
+    message: str
+    callers_fault: bool  # a caller's (4xx) error: retried only when the policy lists its code
+
+
+class RunRecorder:
+    """What the local engine and the Step Functions tasks (``shared.workflows.task``) do alike:
+    run one attempt of a step (under its timeout, its failure classified), record node rows and
+    the run's end, and count them in the metrics."""
+
+    def __init__(
+        self,
+        repository: WorkflowRepository,
+        executor: NodeExecutor,
+        metrics: MetricsSink,
+        *,
+        default_timeout_s: float,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._repository = repository
+        self._executor = executor
+        self._metrics = metrics
+        self._default_timeout_s = default_timeout_s
+        self._clock = clock
+
+    def saver(self, run: WorkflowRun, key: str, node_id: str, node_type: str) -> Saver:
+        """Writes the node row ``key`` of ``run`` with the values it is given."""
+
         async def save(**values: Any) -> None:
             await self._repository.save_node(
                 run.tenant_id, run.id, key, node_id=node_id, node_type=node_type, **values
@@ -686,8 +669,88 @@ class WorkflowEngine:
 
         return save
 
+    async def attempt(
+        self, step: Step, config: dict[str, Any], call: NodeCall, *, save: Saver | None
+    ) -> NodeResult | AttemptFailed:
+        """One attempt; its end (succeeded or failed) is saved and counted."""
+        timeout_s = step.timeout_s or self._default_timeout_s
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout_s):
+                result = await self._executor.run(step, config, call)
+        except TimeoutError:
+            failed = AttemptFailed(NODE_TIMEOUT, f"no result within {timeout_s:g}s", False)
+        except QuarryError as exc:
+            failed = AttemptFailed(exc.code, exc.message, exc.status_code < 500)
+        except Exception as exc:  # a bug or an unexpected library error: worth a retry
+            log.exception("workflow step %s raised", call.node_key)
+            failed = AttemptFailed("node_error", f"{type(exc).__name__}: {exc}", False)
+        else:
+            duration_ms = (time.perf_counter() - started) * 1000
+            if save is not None:
+                await save(
+                    status=NodeStatus.SUCCEEDED,
+                    output=result.output,
+                    tools=list(result.tools),
+                    finished_at=self._clock(),
+                    duration_ms=duration_ms,
+                )
+            self._count_node(step.type, NodeStatus.SUCCEEDED, duration_ms, result.tools)
+            return result
+        duration_ms = (time.perf_counter() - started) * 1000
+        if save is not None:
+            await save(
+                status=NodeStatus.FAILED,
+                error_code=failed.code,
+                error_message=failed.message[:4000],
+                finished_at=self._clock(),
+                duration_ms=duration_ms,
+            )
+        self._count_node(step.type, NodeStatus.FAILED, duration_ms, ())
+        return failed
 
-_Saver = Callable[..., Awaitable[None]]
+    async def finish(
+        self,
+        run: WorkflowRun,
+        status: RunStatus,
+        *,
+        from_statuses: Sequence[RunStatus],
+        context: dict[str, Any],
+        output: Any = None,
+        error_code: str | None = None,
+        error_message: str | None = None,
+        failed_node: str | None = None,
+    ) -> bool:
+        """Moves the run from one of ``from_statuses`` to its end; False if it was in none."""
+        finished = self._clock()
+        duration_ms = max((finished - as_utc(run.created_at)).total_seconds() * 1000, 0.0)
+        changed = await self._repository.transition_run(
+            run.tenant_id,
+            run.id,
+            from_statuses=list(from_statuses),
+            to_status=status,
+            output=output,
+            context=context,
+            error_code=error_code,
+            error_message=error_message,
+            failed_node=failed_node,
+            finished_at=finished,
+            duration_ms=duration_ms,
+        )
+        if changed:
+            self._metrics.increment("workflow_runs", workflow=run.workflow_name, status=status)
+            self._metrics.observe_ms(
+                "workflow_run_duration", duration_ms, workflow=run.workflow_name
+            )
+        return changed
+
+    def _count_node(
+        self, node_type: str, status: str, duration_ms: float, tools: Sequence[str]
+    ) -> None:
+        self._metrics.increment("workflow_node_runs", type=node_type, status=status)
+        self._metrics.observe_ms("workflow_node_duration", duration_ms, type=node_type)
+        for tool in tools:
+            self._metrics.increment("workflow_tool_calls", tool=tool)
 
 
 async def _settle(coroutines: Sequence[Awaitable[_Paused | None]]) -> list[_Paused | None]:

@@ -31,12 +31,10 @@ and ``map`` rows are completed by ``workflow_end`` (inside a map body a nested `
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -68,8 +66,11 @@ from shared.workflows.definition import (
 from shared.workflows.engine import (
     APPROVAL_EXPIRED,
     APPROVAL_REJECTED,
+    AttemptFailed,
     NodeStatus,
+    RunRecorder,
     RunStatus,
+    Saver,
     context_at,
 )
 from shared.workflows.expressions import condition, resolve
@@ -169,9 +170,10 @@ class WorkflowTasks:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._repository = repository
-        self._executor = executor
         self._metrics = metrics
-        self._default_timeout_s = default_timeout_s
+        self._recorder = RunRecorder(
+            repository, executor, metrics, default_timeout_s=default_timeout_s, clock=clock
+        )
         self._approval_timeout_s = default_approval_timeout_s
         self._max_map_items = max_map_items
         self._clock = clock
@@ -432,51 +434,15 @@ class WorkflowTasks:
         config: dict[str, Any],
         call: NodeCall,
         *,
-        save: _Saver | None = None,
+        save: Saver | None = None,
     ) -> NodeResult:
-        """One attempt of a step under its timeout, classified as the engine does."""
-        timeout_s = step.timeout_s or self._default_timeout_s
-        started = time.perf_counter()
-        try:
-            async with asyncio.timeout(timeout_s):
-                result = await self._executor.run(step, config, call)
-        except TimeoutError:
-            code, message, callers_fault = NODE_TIMEOUT, f"no result within {timeout_s:g}s", False
-        except QuarryError as exc:
-            code, message, callers_fault = exc.code, exc.message, exc.status_code < 500
-        except Exception as exc:  # a bug or an unexpected library error: worth a retry
-            log.exception("workflow step %s raised", call.node_key)
-            code, message, callers_fault = "node_error", f"{type(exc).__name__}: {exc}", False
-        else:
-            duration_ms = (time.perf_counter() - started) * 1000
-            if save is not None:
-                await save(
-                    status=NodeStatus.SUCCEEDED,
-                    output=result.output,
-                    tools=list(result.tools),
-                    finished_at=self._clock(),
-                    duration_ms=duration_ms,
-                )
-            self._count(step.type, NodeStatus.SUCCEEDED, duration_ms, result.tools)
-            return result
-        duration_ms = (time.perf_counter() - started) * 1000
-        if save is not None:
-            await save(
-                status=NodeStatus.FAILED,
-                error_code=code,
-                error_message=message[:4000],
-                finished_at=self._clock(),
-                duration_ms=duration_ms,
-            )
-        self._count(step.type, NodeStatus.FAILED, duration_ms, ())
-        name = error_name(code, callers_fault=callers_fault, policy=step.retry)
-        raise task_error(name, call.node_key, code, message)
-
-    def _count(self, step_type: str, status: str, duration_ms: float, tools: Sequence[str]) -> None:
-        self._metrics.increment("workflow_node_runs", type=step_type, status=status)
-        self._metrics.observe_ms("workflow_node_duration", duration_ms, type=step_type)
-        for tool in tools:
-            self._metrics.increment("workflow_tool_calls", tool=tool)
+        """One attempt of a step, as the engine runs it; a failure raises the error whose name
+        the state machine's retriers match."""
+        outcome = await self._recorder.attempt(step, config, call, save=save)
+        if isinstance(outcome, AttemptFailed):
+            name = error_name(outcome.code, callers_fault=outcome.callers_fault, policy=step.retry)
+            raise task_error(name, call.node_key, outcome.code, outcome.message)
+        return outcome
 
     # --- the run's end -------------------------------------------------------------------
     async def _succeed(
@@ -608,38 +574,19 @@ class WorkflowTasks:
         error_message: str | None = None,
         failed_node: str | None = None,
     ) -> bool:
-        finished = self._clock()
-        duration_ms = max((finished - as_utc(run.created_at)).total_seconds() * 1000, 0.0)
-        changed = await self._repository.transition_run(
-            run.tenant_id,
-            run.id,
+        return await self._recorder.finish(
+            run,
+            status,
             from_statuses=ACTIVE_RUN_STATUSES,
-            to_status=status,
-            output=output,
             context=context,
+            output=output,
             error_code=error_code,
             error_message=error_message,
             failed_node=failed_node,
-            finished_at=finished,
-            duration_ms=duration_ms,
         )
-        if changed:
-            self._metrics.increment("workflow_runs", workflow=run.workflow_name, status=status)
-            self._metrics.observe_ms(
-                "workflow_run_duration", duration_ms, workflow=run.workflow_name
-            )
-        return changed
 
-    def _saver(self, run: WorkflowRun, key: str, node: Node) -> _Saver:
-        async def save(**values: Any) -> None:
-            await self._repository.save_node(
-                run.tenant_id, run.id, key, node_id=node.id, node_type=node.type, **values
-            )
-
-        return save
-
-
-_Saver = Callable[..., Awaitable[None]]
+    def _saver(self, run: WorkflowRun, key: str, node: Node) -> Saver:
+        return self._recorder.saver(run, key, node.id, node.type)
 
 
 def _compensation(node: Node) -> Step | None:
