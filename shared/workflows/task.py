@@ -71,6 +71,7 @@ from shared.workflows.engine import (
     RunRecorder,
     RunStatus,
     Saver,
+    acting_principal,
     context_at,
 )
 from shared.workflows.expressions import condition, resolve
@@ -268,7 +269,7 @@ class WorkflowTasks:
             finished_at=None,
             duration_ms=None,
         )
-        call = NodeCall(run.tenant_id, run.id, key, task.context)
+        call = NodeCall(run.tenant_id, run.id, key, task.context, acting_principal(run))
         result = await self._attempt(node, config, call, save=save)
         return {"status": NodeStatus.SUCCEEDED.value, "output": result.output}
 
@@ -393,7 +394,7 @@ class WorkflowTasks:
         first_error: WorkflowTaskError | None = None
         for row in owed:
             context = context_at(row.node_key, rows, run.input)
-            call = NodeCall(run.tenant_id, run.id, row.node_key, context)
+            call = NodeCall(run.tenant_id, run.id, row.node_key, context, acting_principal(run))
             try:
                 config = resolve(step.templated(), context, keep_secret_templates=True)
                 await self._attempt(step, config, call)

@@ -258,3 +258,44 @@ def test_a_malformed_event_is_the_callers_error(handler: Any) -> None:
     with pytest.raises(WorkflowTaskError) as caught:
         handler.lambda_handler({"kind": "workflow_node", "node": "x"}, FakeLambdaContext())
     assert (type(caught.value).__name__, caught.value.code) == ("caller_error", "bad_task")
+
+
+def test_a_task_acts_for_the_runs_starter(handler: Any) -> None:
+    """On Step Functions as locally, a retrieve node reaches only the KBs its starter may read."""
+    from functions.common.lambda_entry import run_async
+    from shared.auth.authenticator import principal_context
+    from shared.auth.rbac import Principal, Role
+    from shared.kb.service import KbSpec
+    from shared.workflows.task import WorkflowTaskError
+
+    container = handler.app.state.container_provider.get()
+    repository = container.workflow_repository
+    definition = {
+        "name": "peek",
+        "nodes": [{"id": "search", "type": "retrieve", "kb": "secret", "query": "salaries"}],
+    }
+
+    async def create() -> tuple[uuid.UUID, Any]:
+        tenant = await container.kb_repository.ensure_tenant(f"t-{uuid.uuid4().hex}")
+        kb = await container.kb_service.create(tenant, KbSpec(name="secret"))
+        await container.kb_repository.replace_access(tenant, kb.id, True, [])
+        workflow = await repository.add_version(
+            tenant, "peek", definition, description="", created_by="t", new=True
+        )
+        member = Principal("user", tenant, Role.MEMBER, frozenset({"*"}), user_id=uuid.uuid4())
+        run = await repository.create_run(
+            tenant, workflow, {}, started_by=member.subject, acting_as=principal_context(member)
+        )
+        return tenant, run
+
+    tenant, run = run_async(create())
+    event = {
+        "kind": "workflow_node",
+        "run_id": str(run.id),
+        "tenant_id": str(tenant),
+        "node": "search",
+        "context": {"input": {}, "nodes": {}},
+    }
+    with pytest.raises(WorkflowTaskError) as refused:
+        handler.lambda_handler(event, FakeLambdaContext())
+    assert refused.value.code == "kb_not_found"
