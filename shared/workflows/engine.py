@@ -54,7 +54,7 @@ from shared.auth.authenticator import principal_from_context
 from shared.auth.rbac import Principal
 from shared.db.models import WorkflowNodeRun, WorkflowRun, as_utc
 from shared.db.workflow_repository import WorkflowRepository
-from shared.errors import QuarryError
+from shared.errors import InvalidInput, QuarryError
 from shared.observability.metrics import MetricsSink
 from shared.workflows.asl import NODE_TIMEOUT
 from shared.workflows.definition import (
@@ -395,14 +395,7 @@ class WorkflowEngine:
         try:
             config = resolve(node.templated(), scope.context, keep_secret_templates=True)
         except QuarryError as exc:
-            await save(
-                status=NodeStatus.FAILED,
-                attempt=1,
-                started_at=self._clock(),
-                finished_at=self._clock(),
-                error_code=exc.code,
-                error_message=exc.message,
-            )
+            await self._recorder.refused(save, exc, attempt=1, started_at=self._clock())
             raise NodeFailed(key, exc.code, exc.message) from exc
         call = NodeCall(run.tenant_id, run.id, key, scope.context, acting_principal(run))
         result = await self._attempts(node, config, call, save=save)
@@ -463,21 +456,12 @@ class WorkflowEngine:
             message = resolve(node.message, scope.context, keep_secret_templates=False)
         except QuarryError as exc:
             raise NodeFailed(key, exc.code, exc.message) from exc
-        now = self._clock()
-        timeout_s = node.timeout_s or self._approval_timeout_s
-        await self._recorder.saver(execution.run, key, node.id, node.type)(
-            status=NodeStatus.WAITING_APPROVAL,
-            attempt=1,
-            input={"message": message},
-            output=None,
-            error_code=None,
-            error_message=None,
-            started_at=now,
-            finished_at=None,
-            duration_ms=None,
-            expires_at=now + timedelta(seconds=timeout_s),
-            decided_by=None,
-            decision=None,
+        await self._recorder.await_approval(
+            execution.run,
+            key,
+            node,
+            message,
+            timeout_s=node.timeout_s or self._approval_timeout_s,
         )
         return PAUSED
 
@@ -489,14 +473,7 @@ class WorkflowEngine:
         try:
             taken = condition(node.condition, scope.context)
         except QuarryError as exc:
-            await save(
-                status=NodeStatus.FAILED,
-                attempt=1,
-                started_at=started_at,
-                finished_at=self._clock(),
-                error_code=exc.code,
-                error_message=exc.message,
-            )
+            await self._recorder.refused(save, exc, attempt=1, started_at=started_at)
             raise NodeFailed(key, exc.code, exc.message) from exc
         await save(
             status=NodeStatus.RUNNING,
@@ -534,25 +511,9 @@ class WorkflowEngine:
         save = self._recorder.saver(execution.run, key, node.id, node.type)
         started_at = self._clock()
         try:
-            items = resolve(node.items, scope.context, keep_secret_templates=False)
-            if not isinstance(items, list):
-                raise StepFailed(
-                    "map_items_not_a_list", f"items is {type(items).__name__}, not a list"
-                )
-            if len(items) > self._max_map_items:
-                raise StepFailed(
-                    "map_too_many_items",
-                    f"{len(items)} items; a map runs at most {self._max_map_items}",
-                )
-        except (QuarryError, StepFailed) as exc:
-            await save(
-                status=NodeStatus.FAILED,
-                attempt=1,
-                started_at=started_at,
-                finished_at=self._clock(),
-                error_code=exc.code,
-                error_message=exc.message,
-            )
+            items = map_items(node, scope.context, self._max_map_items)
+        except QuarryError as exc:
+            await self._recorder.refused(save, exc, attempt=1, started_at=started_at)
             raise NodeFailed(key, exc.code, exc.message) from exc
         await save(
             status=NodeStatus.RUNNING, attempt=1, input={"items": items}, started_at=started_at
@@ -630,6 +591,20 @@ class WorkflowEngine:
 
 
 Saver = Callable[..., Awaitable[None]]
+
+
+def map_items(node: MapNode, context: Mapping[str, Any], max_items: int) -> list[Any]:
+    """The list a map node runs its body over; ``InvalidInput`` when it is none or too long."""
+    items = resolve(node.items, context, keep_secret_templates=False)
+    if not isinstance(items, list):
+        raise InvalidInput(
+            f"items is {type(items).__name__}, not a list", code="map_items_not_a_list"
+        )
+    if len(items) > max_items:
+        raise InvalidInput(
+            f"{len(items)} items; a map runs at most {max_items}", code="map_too_many_items"
+        )
+    return items
 
 
 @dataclass(frozen=True)
@@ -743,6 +718,49 @@ class RunRecorder:
                 "workflow_run_duration", duration_ms, workflow=run.workflow_name
             )
         return changed
+
+    async def refused(
+        self, save: Saver, error: QuarryError, *, attempt: int, started_at: datetime
+    ) -> None:
+        """Records a node that failed before it ran: its input, condition or items did not
+        resolve."""
+        await save(
+            status=NodeStatus.FAILED,
+            attempt=attempt,
+            started_at=started_at,
+            finished_at=self._clock(),
+            error_code=error.code,
+            error_message=error.message,
+        )
+
+    async def await_approval(
+        self,
+        run: WorkflowRun,
+        key: str,
+        node: ApprovalNode,
+        message: Any,
+        *,
+        timeout_s: float,
+        task_token: str | None = None,
+    ) -> None:
+        """Records the approval ``key`` as waiting for a decision until ``timeout_s`` from now
+        (on Step Functions, with the task token its decision is sent with)."""
+        now = self._clock()
+        await self.saver(run, key, node.id, node.type)(
+            status=NodeStatus.WAITING_APPROVAL,
+            attempt=1,
+            input={"message": message},
+            output=None,
+            error_code=None,
+            error_message=None,
+            started_at=now,
+            finished_at=None,
+            duration_ms=None,
+            expires_at=now + timedelta(seconds=timeout_s),
+            decided_by=None,
+            decision=None,
+            task_token=task_token,
+        )
 
     def _count_node(
         self, node_type: str, status: str, duration_ms: float, tools: Sequence[str]

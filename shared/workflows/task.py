@@ -35,7 +35,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -73,6 +73,7 @@ from shared.workflows.engine import (
     Saver,
     acting_principal,
     context_at,
+    map_items,
 )
 from shared.workflows.expressions import condition, resolve
 from shared.workflows.nodes import NodeCall, NodeExecutor, NodeResult, Step
@@ -249,14 +250,7 @@ class WorkflowTasks:
         try:
             config = resolve(node.templated(), task.context, keep_secret_templates=True)
         except QuarryError as exc:  # never retried, as in the engine
-            await save(
-                status=NodeStatus.FAILED,
-                attempt=attempt,
-                started_at=started_at,
-                finished_at=self._clock(),
-                error_code=exc.code,
-                error_message=exc.message,
-            )
+            await self._recorder.refused(save, exc, attempt=attempt, started_at=started_at)
             raise task_error(CALLER_ERROR, key, exc.code, exc.message) from exc
         await save(
             status=NodeStatus.RUNNING,
@@ -280,21 +274,12 @@ class WorkflowTasks:
             raise InvalidInput("an approval task needs its task_token", code=BAD_TASK)
         key = task.key_prefix + node.id
         message = resolve(node.message, task.context, keep_secret_templates=False)
-        now = self._clock()
-        timeout_s = node.timeout_s or self._approval_timeout_s
-        await self._saver(run, key, node)(
-            status=NodeStatus.WAITING_APPROVAL,
-            attempt=1,
-            input={"message": message},
-            output=None,
-            error_code=None,
-            error_message=None,
-            started_at=now,
-            finished_at=None,
-            duration_ms=None,
-            expires_at=now + timedelta(seconds=timeout_s),
-            decided_by=None,
-            decision=None,
+        await self._recorder.await_approval(
+            run,
+            key,
+            node,
+            message,
+            timeout_s=node.timeout_s or self._approval_timeout_s,
             task_token=task.task_token,
         )
         await self._repository.transition_run(
@@ -315,14 +300,7 @@ class WorkflowTasks:
         try:
             taken = condition(node.condition, task.context)
         except QuarryError as exc:
-            await save(
-                status=NodeStatus.FAILED,
-                attempt=1,
-                started_at=started_at,
-                finished_at=self._clock(),
-                error_code=exc.code,
-                error_message=exc.message,
-            )
+            await self._recorder.refused(save, exc, attempt=1, started_at=started_at)
             raise
         output = {"taken": "then" if taken else "else"}
         await save(
@@ -349,25 +327,9 @@ class WorkflowTasks:
         save = self._saver(run, key, node)
         started_at = self._clock()
         try:
-            items = resolve(node.items, task.context, keep_secret_templates=False)
-            if not isinstance(items, list):
-                raise InvalidInput(
-                    f"items is {type(items).__name__}, not a list", code="map_items_not_a_list"
-                )
-            if len(items) > self._max_map_items:
-                raise InvalidInput(
-                    f"{len(items)} items; a map runs at most {self._max_map_items}",
-                    code="map_too_many_items",
-                )
+            items = map_items(node, task.context, self._max_map_items)
         except QuarryError as exc:
-            await save(
-                status=NodeStatus.FAILED,
-                attempt=1,
-                started_at=started_at,
-                finished_at=self._clock(),
-                error_code=exc.code,
-                error_message=exc.message,
-            )
+            await self._recorder.refused(save, exc, attempt=1, started_at=started_at)
             raise
         await save(
             status=NodeStatus.RUNNING, attempt=1, input={"items": items}, started_at=started_at
