@@ -34,7 +34,7 @@ def user_create(
     """Add a user who signs in with ``POST /v1/auth/token``."""
 
     async def work(container: Container, tenant_id: Any) -> None:
-        user = await container.users.create_user(
+        user = await container.auth.users.create_user(
             operator_principal(tenant_id), email=email, password=password, role=role
         )
         typer.echo(f"created {user.role} {user.email} ({user.id})")
@@ -55,7 +55,7 @@ def api_key_create(
     """Create an API key and print it (shown once; send it as ``X-API-Key``)."""
 
     async def work(container: Container, tenant_id: Any) -> None:
-        created = await container.api_keys.create(
+        created = await container.auth.api_keys.create(
             operator_principal(tenant_id),
             name=name,
             scopes=scope or ["*"],

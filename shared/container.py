@@ -26,16 +26,7 @@ if TYPE_CHECKING:
     from shared.adapters.gpu_endpoint_client import GpuEndpointClient
     from shared.adapters.gpu_endpoint_sagemaker import GpuEndpointSageMaker
     from shared.adapters.gpu_endpoint_transport import GpuEndpointTransport
-    from shared.auth.api_keys import ApiKeyService
-    from shared.auth.authenticator import Authenticator
-    from shared.auth.keys import KeyRing
-    from shared.auth.passwords import PasswordHasher
-    from shared.auth.rate_limit import RateLimiter
-    from shared.auth.secrets import ProviderSecrets
-    from shared.auth.sessions import SessionService
-    from shared.auth.tokens import TokenIssuer, TokenVerifier
-    from shared.auth.users import UserService
-    from shared.db.auth_repository import AuthRepository
+    from shared.auth.services import AuthServices
     from shared.db.ingestion_repository import IngestionRepository
     from shared.db.kb_repository import KbRepository
     from shared.db.query_repository import QueryRepository
@@ -272,7 +263,7 @@ class Container:
             self.blob_store,
             self.event_bus,
             collection_prefix=self.settings.vectors.collection_prefix,
-            audit=self.auth_repository,
+            audit=self.auth.repository,
         )
 
     @cached_property
@@ -470,7 +461,7 @@ class Container:
             answer_generator=lambda: self.answer_generator,
             tools=default_tool_registry(),
             http_client=lambda: http,
-            secrets=lambda: self.provider_secrets,
+            secrets=lambda: self.auth.provider_secrets,
             agent_loop=self._agent_loop if self.settings.llm.provider == "bedrock" else None,
             agent_budget=AgentBudget(
                 max_steps=workflows.agent_max_steps,
@@ -534,7 +525,7 @@ class Container:
         service = WorkflowService(
             self.workflow_repository,
             self._workflow_launcher(),
-            self.auth_repository,
+            self.auth.repository,
             ValidationRules.from_settings(
                 self.settings, tool_names=self.workflow_executors.tool_names
             ),
@@ -574,121 +565,10 @@ class Container:
 
     # --- auth ------------------------------------------------------------------------------
     @cached_property
-    def auth_repository(self) -> AuthRepository:
-        from shared.db.auth_repository import AuthRepository
+    def auth(self) -> AuthServices:
+        from shared.auth.services import AuthServices
 
-        return AuthRepository(self.database)
-
-    @cached_property
-    def key_ring(self) -> KeyRing:
-        from shared.auth.keys import key_ring_from_settings
-
-        return key_ring_from_settings(self.settings.auth)
-
-    @cached_property
-    def token_issuer(self) -> TokenIssuer:
-        from shared.auth.tokens import TokenIssuer
-
-        auth = self.settings.auth
-        return TokenIssuer(
-            self.key_ring, issuer=auth.jwt_issuer, audience=auth.jwt_audience,
-            ttl_s=auth.access_token_ttl_s,
-        )  # fmt: skip
-
-    @cached_property
-    def token_verifier(self) -> TokenVerifier:
-        from shared.auth.tokens import TokenVerifier
-
-        auth = self.settings.auth
-        return TokenVerifier(
-            self.key_ring, issuer=auth.jwt_issuer, audience=auth.jwt_audience,
-            leeway_s=auth.jwt_leeway_s,
-        )  # fmt: skip
-
-    @cached_property
-    def password_hasher(self) -> PasswordHasher:
-        from shared.auth.passwords import PasswordHasher
-
-        auth = self.settings.auth
-        return PasswordHasher(
-            time_cost=auth.password_time_cost,
-            memory_cost_kib=auth.password_memory_kib,
-            parallelism=auth.password_parallelism,
-        )
-
-    @cached_property
-    def sessions(self) -> SessionService:
-        from shared.auth.refresh import RefreshTokenService
-        from shared.auth.sessions import SessionService
-
-        refresh = RefreshTokenService(
-            self.auth_repository,
-            self.auth_repository,
-            ttl_s=self.settings.auth.refresh_token_ttl_s,
-        )
-        return SessionService(
-            self.auth_repository,
-            self.password_hasher,
-            self.token_issuer,
-            refresh,
-            self.auth_repository,
-        )
-
-    @cached_property
-    def api_keys(self) -> ApiKeyService:
-        from shared.auth.api_keys import ApiKeyService
-
-        pepper = self.settings.auth.api_key_pepper.get_secret_value().encode()
-        return ApiKeyService(self.auth_repository, self.auth_repository, pepper=pepper)
-
-    @cached_property
-    def authenticator(self) -> Authenticator:
-        from shared.auth.authenticator import Authenticator
-
-        return Authenticator(self.token_verifier, self.api_keys)
-
-    @cached_property
-    def users(self) -> UserService:
-        from shared.auth.users import UserService
-
-        return UserService(
-            self.auth_repository,
-            self.password_hasher,
-            self.sessions,
-            self.auth_repository,
-            allow_registration=self.settings.auth.allow_registration,
-        )
-
-    @cached_property
-    def provider_secrets(self) -> ProviderSecrets:
-        from shared.auth.secrets import ProviderSecrets
-        from shared.db.secret_repository import SecretRepository
-
-        auth = self.settings.auth
-        cipher: Any
-        if auth.secrets_cipher == "kms":
-            from shared.adapters.kms_envelope_cipher import KmsEnvelopeCipher
-
-            assert auth.kms_key_id is not None  # checked by the settings model
-            cipher = KmsEnvelopeCipher(auth.kms_key_id, region=self.settings.aws.region)
-        else:
-            from shared.adapters.local_key_file_cipher import LocalKeyFileCipher
-
-            cipher = LocalKeyFileCipher(
-                auth.secrets_key_file or self.settings.data_dir / "secrets.key"
-            )
-        return ProviderSecrets(SecretRepository(self.database), cipher, self.auth_repository)
-
-    @cached_property
-    def rate_limiter(self) -> RateLimiter:
-        from shared.auth.rate_limit import FallbackRateLimiter, InProcessRateLimiter
-
-        local = InProcessRateLimiter()
-        if self.redis is None:
-            return local
-        from shared.adapters.redis_rate_limiter import RedisRateLimiter
-
-        return FallbackRateLimiter(RedisRateLimiter(self.redis), local)
+        return AuthServices(self.settings, self.database, redis=lambda: self.redis)
 
     # --- health and shutdown ---------------------------------------------------------------
     def health_checks(self) -> list[HealthCheck]:

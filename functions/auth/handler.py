@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 async def authorize(container: Container, headers: dict[str, str]) -> dict[str, Any]:
     lowered = {name.lower(): value for name, value in headers.items()}
     try:
-        principal = await container.authenticator.authenticate(
+        principal = await container.auth.authenticator.authenticate(
             lowered.get("authorization"), lowered.get("x-api-key")
         )
     except QuarryError as exc:

@@ -52,7 +52,7 @@ MAX_AUDIT_PAGE = 500
 
 async def _throttle(container: Container, who: str, route: str, limit: int) -> None:
     rule = RateLimit(limit, container.settings.auth.rate_limit_window_s)
-    await check(container.rate_limiter, principal=who, route=route, rule=rule)
+    await check(container.auth.rate_limiter, principal=who, route=route, rule=rule)
 
 
 def _tokens(pair: TokenPair) -> TokenOut:
@@ -75,7 +75,7 @@ async def register(body: RegisterBody, ip: ClientIpDep, container: ContainerDep)
     await _throttle(
         container, f"ip:{ip}", "/v1/auth/register", container.settings.auth.register_rate_limit
     )
-    user = await container.users.register(body.email, body.password, body.tenant_name, ip=ip)
+    user = await container.auth.users.register(body.email, body.password, body.tenant_name, ip=ip)
     return UserOut.model_validate(user)
 
 
@@ -85,7 +85,7 @@ async def token(body: TokenBody, ip: ClientIpDep, container: ContainerDep) -> To
     # user behind the same NAT can still sign in to another account.
     who = f"ip:{ip}|email:{normalise_email(body.email)}"
     await _throttle(container, who, "/v1/auth/token", container.settings.auth.login_rate_limit)
-    return _tokens(await container.sessions.login(body.email, body.password, ip=ip))
+    return _tokens(await container.auth.sessions.login(body.email, body.password, ip=ip))
 
 
 @router.post("/v1/auth/refresh")
@@ -93,19 +93,19 @@ async def refresh(body: RefreshBody, ip: ClientIpDep, container: ContainerDep) -
     await _throttle(
         container, f"ip:{ip}", "/v1/auth/refresh", container.settings.auth.login_rate_limit
     )
-    return _tokens(await container.sessions.refresh(body.refresh_token))
+    return _tokens(await container.auth.sessions.refresh(body.refresh_token))
 
 
 @router.post("/v1/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
 async def logout(body: RefreshBody, container: ContainerDep) -> Response:
     """Ends the session the refresh token belongs to (its whole rotation family)."""
-    await container.sessions.logout(body.refresh_token)
+    await container.auth.sessions.logout(body.refresh_token)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/v1/auth/me")
 async def me(principal: PrincipalDep, container: ContainerDep) -> MeOut:
-    user = await container.users.me(principal) if principal.kind == "user" else None
+    user = await container.auth.users.me(principal) if principal.kind == "user" else None
     return MeOut(
         kind=principal.kind,
         tenant_id=principal.tenant_id,
@@ -119,13 +119,13 @@ async def me(principal: PrincipalDep, container: ContainerDep) -> MeOut:
 @router.get("/.well-known/jwks.json", include_in_schema=False)
 async def jwks(container: ContainerDep) -> dict[str, object]:
     """Public verification keys (RS256/ES256 only; an HS256 secret is never published)."""
-    return container.key_ring.public_jwks()
+    return container.auth.key_ring.public_jwks()
 
 
 # --- users ----------------------------------------------------------------------------------
 @router.post("/v1/users", status_code=status.HTTP_201_CREATED)
 async def create_user(body: UserCreate, actor: UserManager, container: ContainerDep) -> UserOut:
-    user = await container.users.create_user(
+    user = await container.auth.users.create_user(
         actor, email=body.email, password=body.password, role=body.role
     )
     return UserOut.model_validate(user)
@@ -133,20 +133,20 @@ async def create_user(body: UserCreate, actor: UserManager, container: Container
 
 @router.get("/v1/users")
 async def list_users(actor: UserManager, container: ContainerDep) -> UserList:
-    users = await container.users.list_users(actor)
+    users = await container.auth.users.list_users(actor)
     return UserList(items=[UserOut.model_validate(u) for u in users])
 
 
 @router.get("/v1/users/{user_id}")
 async def get_user(user_id: uuid.UUID, actor: UserManager, container: ContainerDep) -> UserOut:
-    return UserOut.model_validate(await container.users.get_user(actor, user_id))
+    return UserOut.model_validate(await container.auth.users.get_user(actor, user_id))
 
 
 @router.patch("/v1/users/{user_id}")
 async def update_user(
     user_id: uuid.UUID, body: UserUpdate, actor: UserManager, container: ContainerDep
 ) -> UserOut:
-    user = await container.users.update_user(
+    user = await container.auth.users.update_user(
         actor, user_id, role=body.role, is_active=body.is_active
     )
     return UserOut.model_validate(user)
@@ -158,7 +158,7 @@ async def create_api_key(
     body: ApiKeyCreate, actor: ApiKeyManager, container: ContainerDep
 ) -> ApiKeyCreated:
     ttl_s = body.expires_in_days * 86400 if body.expires_in_days is not None else None
-    created = await container.api_keys.create(
+    created = await container.auth.api_keys.create(
         actor, name=body.name, scopes=body.scopes, role=body.role, ttl_s=ttl_s
     )
     return ApiKeyCreated.model_validate({**_api_key(created.info), "key": created.key})
@@ -166,7 +166,7 @@ async def create_api_key(
 
 @router.get("/v1/api-keys")
 async def list_api_keys(actor: ApiKeyManager, container: ContainerDep) -> ApiKeyList:
-    keys = await container.api_keys.list(actor)
+    keys = await container.auth.api_keys.list(actor)
     return ApiKeyList(items=[ApiKeyOut.model_validate(_api_key(k)) for k in keys])
 
 
@@ -174,7 +174,7 @@ async def list_api_keys(actor: ApiKeyManager, container: ContainerDep) -> ApiKey
 async def revoke_api_key(
     key_id: uuid.UUID, actor: ApiKeyManager, container: ContainerDep
 ) -> Response:
-    await container.api_keys.revoke(actor, key_id)
+    await container.auth.api_keys.revoke(actor, key_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -184,18 +184,20 @@ async def put_secret(
     name: str, body: SecretPut, actor: SecretManager, container: ContainerDep
 ) -> SecretOut:
     """Stores the value encrypted. No endpoint ever returns it."""
-    return SecretOut.model_validate(await container.provider_secrets.put(actor, name, body.value))
+    return SecretOut.model_validate(
+        await container.auth.provider_secrets.put(actor, name, body.value)
+    )
 
 
 @router.get("/v1/secrets")
 async def list_secrets(actor: SecretManager, container: ContainerDep) -> SecretList:
-    secrets = await container.provider_secrets.list(actor)
+    secrets = await container.auth.provider_secrets.list(actor)
     return SecretList(items=[SecretOut.model_validate(s) for s in secrets])
 
 
 @router.delete("/v1/secrets/{name}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_secret(name: str, actor: SecretManager, container: ContainerDep) -> Response:
-    await container.provider_secrets.delete(actor, name)
+    await container.auth.provider_secrets.delete(actor, name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -209,7 +211,7 @@ async def audit_log(
     action: Annotated[str | None, Query(max_length=64)] = None,
 ) -> AuditList:
     """Newest first; page back with ``before_id`` = the previous page's ``next_before_id``."""
-    entries = await container.auth_repository.list_audit(
+    entries = await container.auth.repository.list_audit(
         actor.tenant_id, limit=limit, before_id=before_id, action=action
     )
     return AuditList(

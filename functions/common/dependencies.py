@@ -64,7 +64,7 @@ async def authenticate(request: Request, container: Container) -> Principal:
     if event is not None:
         authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
         return principal_from_context(authorizer.get("lambda") or {})
-    return await container.authenticator.authenticate(
+    return await container.auth.authenticator.authenticate(
         request.headers.get("authorization"), request.headers.get("x-api-key")
     )
 
@@ -85,7 +85,9 @@ def authorize(
             auth.rate_limit_window_s,
         )
         route = getattr(request.scope.get("route"), "path", request.url.path)
-        await check(container.rate_limiter, principal=principal.subject, route=route, rule=rule)
+        await check(
+            container.auth.rate_limiter, principal=principal.subject, route=route, rule=rule
+        )
         if permission is not None:
             require(principal, permission)
         return principal

@@ -58,13 +58,13 @@ async def test_a_valid_access_token_is_authorized_with_its_principal(container: 
 async def test_an_api_key_is_authorized_from_either_header(container: Container) -> None:
     tenant = await container.kb_repository.ensure_tenant(f"t-{uuid.uuid4().hex[:8]}")
     admin = Principal("user", tenant, Role.ADMIN, frozenset({"*"}), user_id=uuid.uuid4())
-    created = await container.api_keys.create(admin, name="ci", scopes=["kb:read"])
+    created = await container.auth.api_keys.create(admin, name="ci", scopes=["kb:read"])
     for headers in ({"X-Api-Key": created.key}, {"Authorization": f"Bearer {created.key}"}):
         answer = await authorize(container, headers)
         assert answer["isAuthorized"] is True
         assert answer["context"]["principal_kind"] == "api_key"
         assert answer["context"]["scopes"] == "kb:read"
-    await container.api_keys.revoke(admin, created.info.id)
+    await container.auth.api_keys.revoke(admin, created.info.id)
     assert await authorize(container, {"x-api-key": created.key}) == {"isAuthorized": False}
 
 
