@@ -49,7 +49,8 @@ ContainerDep = Annotated[Container, Depends(get_container)]
 RateLimitName = Literal["default", "query"]
 
 
-def _client_ip(request: Request) -> str | None:
+async def client_ip(request: Request) -> str | None:
+    """The caller's address: API Gateway's view in Lambda, the socket's locally."""
     event = request.scope.get("aws.event")
     if event is not None:
         source = ((event.get("requestContext") or {}).get("http") or {}).get("sourceIp")
@@ -95,17 +96,14 @@ def authorize(
     return dependency
 
 
-async def client_ip(request: Request) -> str | None:
-    return _client_ip(request)
-
-
 ClientIpDep = Annotated[str | None, Depends(client_ip)]
+# Any authenticated caller, whatever its permissions (e.g. ``GET /v1/auth/me``).
+PrincipalDep = Annotated[Principal, Depends(authorize(None))]
 # Routes on one KB check the KB-specific permission themselves (``KbService.get_for``): a
 # restricted KB's grant may stand in for the role (``shared.kb.access``).
-KbCaller = Annotated[Principal, Depends(authorize(None))]
+KbCaller = PrincipalDep
 KbQueryCaller = Annotated[Principal, Depends(authorize(None, limit="query"))]
 KbReader = Annotated[Principal, Depends(authorize(Permission.KB_READ))]
-KbWriter = Annotated[Principal, Depends(authorize(Permission.KB_WRITE))]
 KbManager = Annotated[Principal, Depends(authorize(Permission.KB_MANAGE))]
 UserManager = Annotated[Principal, Depends(authorize(Permission.USERS_MANAGE))]
 ApiKeyManager = Annotated[Principal, Depends(authorize(Permission.API_KEYS_MANAGE))]
@@ -115,5 +113,3 @@ TenantManager = Annotated[Principal, Depends(authorize(Permission.TENANT_MANAGE)
 WorkflowReader = Annotated[Principal, Depends(authorize(Permission.WORKFLOWS_READ))]
 WorkflowRunner = Annotated[Principal, Depends(authorize(Permission.WORKFLOWS_RUN))]
 WorkflowManager = Annotated[Principal, Depends(authorize(Permission.WORKFLOWS_MANAGE))]
-# Any authenticated caller, whatever its permissions (e.g. ``GET /v1/auth/me``).
-PrincipalDep = Annotated[Principal, Depends(authorize(None))]
