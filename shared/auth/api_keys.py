@@ -174,7 +174,9 @@ class ApiKeyService:
             raise Unauthorized("the API key has been revoked", code="api_key_revoked")
         if record.expires_at is not None and record.expires_at <= now:
             raise Unauthorized("the API key has expired", code="api_key_expired")
-        await self._store.touch_api_key(record.id, now, LAST_USED_RESOLUTION_S)
+        stale = now - timedelta(seconds=LAST_USED_RESOLUTION_S)
+        if record.last_used_at is None or record.last_used_at < stale:  # no write per request
+            await self._store.touch_api_key(record.id, now, LAST_USED_RESOLUTION_S)
         return Principal(
             "api_key", record.tenant_id, record.role, record.scopes, api_key_id=record.id
         )
